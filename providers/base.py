@@ -1,0 +1,132 @@
+"""The adapter seam: provider-neutral request/response types and errors.
+
+`ai_client` builds a `ChatRequest`, hands it to one adapter's `generate()`,
+and gets a `ChatResponse` back.  The tool loop, comms log, usage accounting
+and retries live in `ai_client`; an adapter only translates to and from one
+provider's wire format.  The mock adapter and the real SDK adapters go
+through exactly this interface, so tests of the mock exercise the same code
+paths as production.
+
+Neutral message shapes (`ChatRequest.messages`):
+  {"role": "user", "content": str, "images"?: [{"mime_type": str, "data": bytes}]}
+  {"role": "assistant", "content": str, "tool_calls"?: [ToolCall.to_dict()]}
+  {"role": "tool", "tool_call_id": str, "name": str, "content": str}
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+
+@dataclass
+class ToolSpec:
+    name: str
+    description: str
+    parameters: dict  # JSON schema of the arguments object
+
+
+@dataclass
+class ToolCall:
+    id: str
+    name: str
+    args: dict
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "name": self.name, "args": dict(self.args)}
+
+
+@dataclass
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def __add__(self, other: "Usage") -> "Usage":
+        return Usage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens)
+
+
+@dataclass
+class ChatRequest:
+    model: str
+    system: str
+    messages: list[dict]
+    tools: list[ToolSpec] = field(default_factory=list)
+    max_output_tokens: int = 8192
+    temperature: float | None = None
+    # Set by ai_client when the user aborts; adapters check it between chunks.
+    cancel_event: threading.Event | None = None
+
+
+@dataclass
+class ChatResponse:
+    text: str
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    stop_reason: str = "end_turn"  # end_turn | tool_use | max_tokens | other provider-specific value
+    model: str = ""
+
+
+ChunkCallback = Callable[[str], None]
+
+
+class ProviderAdapter(Protocol):
+    name: str
+
+    def generate(self, request: ChatRequest, on_chunk: ChunkCallback | None = None) -> ChatResponse:
+        """One model call.  Streams text through `on_chunk` when given.
+
+        Raises a `ProviderError` subclass for anything that went wrong.
+        """
+        ...
+
+
+class ProviderError(Exception):
+    """Base of every error a provider call can raise.  `hint` tells the user what to do."""
+    retryable = False
+
+    def __init__(self, message: str, *, provider: str = "", status: int | None = None,
+                 hint: str = "", retry_after: float | None = None, partial_text: str = ""):
+        super().__init__(message)
+        self.provider = provider
+        self.status = status
+        self.hint = hint
+        self.retry_after = retry_after
+        self.partial_text = partial_text
+
+    def user_message(self) -> str:
+        text = f"{self.provider or 'provider'}: {self}"
+        return f"{text} — {self.hint}" if self.hint else text
+
+
+class RateLimitError(ProviderError):
+    retryable = True
+
+
+class ServerError(ProviderError):
+    retryable = True
+
+
+class AuthError(ProviderError):
+    pass
+
+
+class BadRequestError(ProviderError):
+    pass
+
+
+class StreamInterruptedError(ProviderError):
+    """The stream stopped before the provider said it was done; `partial_text` keeps what arrived."""
+    retryable = True
+
+
+class ProviderUnavailableError(ProviderError):
+    """No key, SDK missing, or connection refused."""
+
+
+class CancelledByUser(ProviderError):
+    pass
+
+
+def check_cancel(request: ChatRequest) -> None:
+    if request.cancel_event is not None and request.cancel_event.is_set():
+        raise CancelledByUser("cancelled by the user")

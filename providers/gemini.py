@@ -1,0 +1,316 @@
+"""Gemini adapter (google-genai SDK) behind the `providers.base` seam.
+
+- One `genai.Client` per adapter instance; an instance serves one session.
+- The SDK's own retries are off (`HttpRetryOptions(attempts=1)`): `providers.retry` owns retries.
+- Tool calls without an id from the API get a local id (`gcall_...`); local ids never go back
+  on the wire.  Thought signatures (Gemini 3) are remembered per call id and echoed back with
+  the call in later requests, which the API requires for multi-turn tool use.
+- Usage: `promptTokenCount` in, `candidatesTokenCount + thoughtsTokenCount` out (thinking
+  tokens are billed as output), from the last response/stream chunk that carries them.
+- Errors map to `providers.base` classes; messages carry the provider's own text, redacted.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import re
+import uuid
+from typing import Any
+
+from providers import credentials
+from providers.base import (AuthError, BadRequestError, ChatRequest, ChatResponse, ChunkCallback,
+                            ProviderError, ProviderUnavailableError, RateLimitError, ServerError,
+                            StreamInterruptedError, ToolCall, Usage, check_cancel)
+from providers.retry import classify_transport_error, parse_retry_after
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "gemini"
+BASE_URL_ENV = "GOOGLE_GEMINI_BASE_URL"
+KEY_HINT = ("set GEMINI_API_KEY (or GOOGLE_API_KEY), or add [gemini] api_key to "
+            "~/.config/mma-desk/credentials.toml")
+_FINISH = {"STOP": "end_turn", "MAX_TOKENS": "max_tokens"}
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)s\s*$")
+
+
+class GeminiAdapter:
+    name = PROVIDER
+
+    def __init__(self, api_key: str | None = None, base_url: str | None = None, *,
+                 timeout: float | None = 600.0, api_version: str | None = None):
+        key = api_key or credentials.get_api_key(PROVIDER)
+        if not key:
+            raise ProviderUnavailableError("no Gemini API key configured", provider=PROVIDER, hint=KEY_HINT)
+        try:
+            from google import genai
+            from google.genai import errors as genai_errors
+            from google.genai import types
+        except ImportError as exc:
+            raise ProviderUnavailableError(f"google-genai SDK is not installed ({exc.name})",
+                                           provider=PROVIDER, hint="pip install google-genai") from None
+        self._types = types
+        self._errors = genai_errors
+        self._key = key
+        self.base_url = base_url or os.environ.get(BASE_URL_ENV) or None
+        http_options = types.HttpOptions(
+            base_url=self.base_url,
+            api_version=api_version,
+            timeout=int(timeout * 1000) if timeout else None,
+            retry_options=types.HttpRetryOptions(attempts=1),  # ours: providers.retry
+        )
+        self._client = genai.Client(api_key=key, vertexai=False, http_options=http_options)
+        # local call id -> (id the API gave or None, thought signature bytes or None)
+        self._calls: dict[str, tuple[str | None, bytes | None]] = {}
+
+    # ------------------------------------------------------------------ public
+
+    def generate(self, request: ChatRequest, on_chunk: ChunkCallback | None = None) -> ChatResponse:
+        check_cancel(request)
+        contents = self._contents(request.messages)
+        config = self._config(request)
+        if on_chunk is None:
+            return self._generate_once(request, contents, config)
+        return self._generate_stream(request, contents, config, on_chunk)
+
+    # ------------------------------------------------------------------ requests
+
+    def _config(self, request: ChatRequest) -> Any:
+        t = self._types
+        kwargs: dict[str, Any] = {"max_output_tokens": request.max_output_tokens}
+        if request.system:
+            kwargs["system_instruction"] = request.system
+        if request.temperature is not None:
+            kwargs["temperature"] = request.temperature
+        if request.tools:
+            kwargs["tools"] = [t.Tool(function_declarations=[
+                t.FunctionDeclaration(name=spec.name, description=spec.description,
+                                      parameters_json_schema=spec.parameters or {"type": "object"})
+                for spec in request.tools])]
+            kwargs["automatic_function_calling"] = t.AutomaticFunctionCallingConfig(disable=True)
+        return t.GenerateContentConfig(**kwargs)
+
+    def _contents(self, messages: list[dict]) -> list[Any]:
+        t = self._types
+        contents: list[Any] = []
+
+        def add(role: str, parts: list[Any]) -> None:
+            if not parts:
+                return
+            if contents and contents[-1].role == role:
+                contents[-1].parts.extend(parts)
+            else:
+                contents.append(t.Content(role=role, parts=parts))
+
+        for msg in messages:
+            role = msg.get("role")
+            if role == "user":
+                parts = []
+                if msg.get("content"):
+                    parts.append(t.Part(text=msg["content"]))
+                for image in msg.get("images") or []:
+                    data = image["data"]
+                    if isinstance(data, str):
+                        data = base64.b64decode(data)
+                    parts.append(t.Part.from_bytes(data=data, mime_type=image["mime_type"]))
+                add("user", parts)
+            elif role == "assistant":
+                parts = [t.Part(text=msg["content"])] if msg.get("content") else []
+                for call in msg.get("tool_calls") or []:
+                    wire_id, signature = self._calls.get(call["id"], (None, None))
+                    parts.append(t.Part(
+                        function_call=t.FunctionCall(name=call["name"], args=dict(call.get("args") or {}),
+                                                     id=wire_id),
+                        thought_signature=signature))
+                add("model", parts)
+            elif role == "tool":
+                wire_id, _ = self._calls.get(msg.get("tool_call_id", ""), (None, None))
+                add("user", [t.Part(function_response=t.FunctionResponse(
+                    name=msg["name"], id=wire_id, response={"result": msg.get("content", "")}))])
+            else:
+                raise BadRequestError(f"unknown message role {role!r}", provider=PROVIDER)
+        return contents
+
+    # ------------------------------------------------------------------ calls
+
+    def _generate_once(self, request: ChatRequest, contents: list[Any], config: Any) -> ChatResponse:
+        try:
+            response = self._client.models.generate_content(model=request.model, contents=contents,
+                                                            config=config)
+        except Exception as exc:  # every SDK/transport failure becomes a ProviderError
+            raise self._map_error(exc) from None
+        check_cancel(request)
+        state = _State()
+        self._absorb(response, state, None)
+        if state.finish is None and not state.blocked:
+            raise ServerError("Gemini response has no finishReason (incomplete response)",
+                              provider=PROVIDER)
+        return self._response(request, state)
+
+    def _generate_stream(self, request: ChatRequest, contents: list[Any], config: Any,
+                         on_chunk: ChunkCallback) -> ChatResponse:
+        state = _State()
+        try:  # a generator: the HTTP request itself happens on the first next()
+            stream = self._client.models.generate_content_stream(model=request.model, contents=contents,
+                                                                 config=config)
+        except Exception as exc:
+            raise self._map_error(exc) from None
+        try:
+            while True:
+                try:
+                    chunk = next(stream)
+                except StopIteration:
+                    break
+                except Exception as exc:  # SDK/transport failure mid-stream
+                    raise self._map_error(exc, state=state) from None
+                state.chunks += 1
+                check_cancel(request)
+                self._absorb(chunk, state, on_chunk)
+                check_cancel(request)
+        finally:
+            stream.close()  # releases the HTTP response when we stop early
+        if state.finish is None and not state.blocked:
+            raise StreamInterruptedError(
+                f"Gemini stream ended without a finishReason after {state.chunks} chunk(s)",
+                provider=PROVIDER, partial_text="".join(state.text))
+        return self._response(request, state)
+
+    def _absorb(self, response: Any, state: "_State", on_chunk: ChunkCallback | None) -> None:
+        usage = getattr(response, "usage_metadata", None)
+        if usage is not None:
+            if usage.prompt_token_count is not None:
+                state.input_tokens = usage.prompt_token_count
+            if usage.candidates_token_count is not None or usage.thoughts_token_count is not None:
+                state.output_tokens = (usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)
+        feedback = getattr(response, "prompt_feedback", None)
+        if feedback is not None and feedback.block_reason is not None:
+            state.blocked = "blocked_" + _enum_name(feedback.block_reason).lower()
+        for candidate in (response.candidates or [])[:1]:
+            content = candidate.content
+            for part in (content.parts if content is not None and content.parts else []):
+                if part.function_call is not None:
+                    fc = part.function_call
+                    local_id = fc.id or f"gcall_{uuid.uuid4().hex[:12]}"
+                    self._calls[local_id] = (fc.id, part.thought_signature)
+                    state.calls.append(ToolCall(id=local_id, name=fc.name or "", args=dict(fc.args or {})))
+                elif part.text and not part.thought:
+                    state.text.append(part.text)
+                    if on_chunk is not None:
+                        on_chunk(part.text)
+            if candidate.finish_reason is not None:
+                state.finish = _enum_name(candidate.finish_reason)
+
+    def _response(self, request: ChatRequest, state: "_State") -> ChatResponse:
+        if state.calls:
+            stop = "tool_use"
+        elif state.finish is None:
+            stop = state.blocked or "end_turn"
+        else:
+            stop = _FINISH.get(state.finish, state.finish.lower())
+        return ChatResponse(text="".join(state.text), tool_calls=state.calls,
+                            usage=Usage(state.input_tokens, state.output_tokens),
+                            stop_reason=stop, model=request.model)
+
+    # ------------------------------------------------------------------ errors
+
+    def _clean(self, text: str) -> str:
+        return credentials.redact(str(text), (self._key,))
+
+    def _map_error(self, exc: BaseException, state: "_State | None" = None) -> ProviderError:
+        if isinstance(exc, ProviderError):
+            return exc
+        partial = "".join(state.text) if state is not None else ""
+        started = state is not None and state.chunks > 0
+        log.debug("gemini call failed: %s: %s", type(exc).__name__, self._clean(str(exc))[:500])
+        errors = self._errors
+        if isinstance(exc, errors.APIError):
+            code = int(exc.code or 0)
+            message = self._clean(exc.message or str(exc.details))[:1000]
+            text = f"HTTP {code} {exc.status or ''}".rstrip() + f": {message}"
+            if started:
+                return StreamInterruptedError(f"Gemini stream failed: {text}", provider=PROVIDER,
+                                              status=code, partial_text=partial)
+            if code == 429:
+                return RateLimitError(text, provider=PROVIDER, status=code,
+                                      retry_after=self._retry_after(exc),
+                                      hint="rate limited or out of quota; retrying with backoff")
+            if code in (401, 403) or _is_bad_key(exc):
+                return AuthError(text, provider=PROVIDER, status=code, hint=KEY_HINT)
+            if code == 408 or code >= 500:
+                return ServerError(text, provider=PROVIDER, status=code)
+            return BadRequestError(text, provider=PROVIDER, status=code,
+                                   hint="check the model name and request" if code == 404 else "")
+        if isinstance(exc, (errors.UnknownApiResponseError, ValueError)) and _looks_malformed(exc):
+            if started:
+                return StreamInterruptedError("Gemini stream carried a malformed chunk (invalid JSON)",
+                                              provider=PROVIDER, partial_text=partial)
+            return ServerError("Gemini returned a malformed response (invalid JSON)", provider=PROVIDER)
+        kind = classify_transport_error(exc)
+        detail = self._clean(f"{type(exc).__name__}: {exc}")[:300]
+        if kind == "refused":
+            return ProviderUnavailableError(f"cannot connect to Gemini ({detail})", provider=PROVIDER,
+                                            hint=f"check the network or {BASE_URL_ENV}")
+        if kind == "transient":
+            if started:
+                return StreamInterruptedError(f"Gemini stream dropped ({detail})", provider=PROVIDER,
+                                              partial_text=partial)
+            return ServerError(f"connection to Gemini failed ({detail})", provider=PROVIDER)
+        if isinstance(exc, (ValueError, TypeError)) and not started:
+            # raised by the SDK while building the request (e.g. an unsupported field)
+            return BadRequestError(f"Gemini request rejected by the SDK ({detail})", provider=PROVIDER)
+        log.warning("unexpected Gemini SDK failure: %s", detail)
+        if started:
+            return StreamInterruptedError(f"Gemini stream failed ({detail})", provider=PROVIDER,
+                                          partial_text=partial)
+        return ProviderError(f"Gemini call failed ({detail})", provider=PROVIDER)
+
+    @staticmethod
+    def _retry_after(exc: Any) -> float | None:
+        headers = getattr(getattr(exc, "response", None), "headers", None)
+        if headers is not None:
+            value = parse_retry_after(headers.get("retry-after"))
+            if value is not None:
+                return value
+        details = exc.details if isinstance(exc.details, dict) else {}
+        for item in (details.get("error", {}) or {}).get("details", []) or []:
+            if isinstance(item, dict) and "RetryInfo" in str(item.get("@type", "")):
+                match = _DURATION.match(str(item.get("retryDelay", "")))
+                if match:
+                    return float(match.group(1))
+        return None
+
+
+class _State:
+    __slots__ = ("text", "calls", "finish", "blocked", "input_tokens", "output_tokens", "chunks")
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.calls: list[ToolCall] = []
+        self.finish: str | None = None
+        self.blocked: str | None = None
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.chunks = 0
+
+
+def _enum_name(value: Any) -> str:
+    return str(getattr(value, "value", None) or getattr(value, "name", None) or value)
+
+
+def _is_bad_key(exc: Any) -> bool:
+    """The Gemini API answers a bad key with 400 INVALID_ARGUMENT / reason API_KEY_INVALID."""
+    if getattr(exc, "code", None) != 400:
+        return False
+    text = f"{exc.message or ''} {exc.details}"
+    return "API_KEY_INVALID" in text or "API key not valid" in text
+
+
+def _looks_malformed(exc: BaseException) -> bool:
+    import json
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, json.JSONDecodeError) or type(seen).__name__ in (
+                "UnknownApiResponseError", "ValidationError"):
+            return True
+        seen = seen.__cause__
+    return False

@@ -1,0 +1,171 @@
+"""Offline, deterministic provider: the whole app works with no key and no network.
+
+It answers each MMA tier in that tier's format (recognised by the tier tag in
+the system prompt), streams text in small chunks, can call tools, and bills
+tokens with the same estimate every time (`ceil(chars / 4)`), so tests can
+compare totals exactly.
+
+Markers in a ticket or epic text steer it, for demos and tests:
+  `[hard]`  -> a "lite" model answers `BLOCKED: ...` (exercises retry escalation)
+  `[tool]`  -> calls the read-only `list_directory` tool first
+  `[write]` -> calls `write_file` (needs approval) before answering
+  `[fail]`  -> raises a BadRequestError (exercises error surfacing, no retry delay)
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+
+from models import slugify
+from providers.base import (ChatRequest, ChatResponse, ChunkCallback, BadRequestError, ToolCall,
+                            Usage, check_cancel)
+
+TIER_TAGS = {
+    "Tier 1 (Orchestrator)": 1,
+    "Tier 2 (Tech Lead)": 2,
+    "Tier 3 (Worker)": 3,
+    "Tier 4 (QA)": 4,
+}
+
+
+def estimate_tokens(text: str) -> int:
+    return math.ceil(len(text) / 4) if text else 0
+
+
+def _request_chars(request: ChatRequest) -> str:
+    parts = [request.system]
+    for m in request.messages:
+        parts.append(str(m.get("content", "")))
+        for call in m.get("tool_calls", []) or []:
+            parts.append(json.dumps(call))
+    return "\n".join(parts)
+
+
+def _tier_of(request: ChatRequest) -> int:
+    for tag, tier in TIER_TAGS.items():
+        if tag in request.system:
+            return tier
+    return 0
+
+
+def _last_user_text(request: ChatRequest) -> str:
+    for m in reversed(request.messages):
+        if m.get("role") == "user":
+            return str(m.get("content", ""))
+    return ""
+
+
+def _epic_items(epic: str) -> list[str]:
+    lines = [re.sub(r"^\s*(?:[-*]|\d+[.)])\s*", "", ln).strip() for ln in epic.splitlines()]
+    items = [ln for ln in lines if ln]
+    return items[:3] if len(items) > 1 else [epic.strip() or "Untitled epic"]
+
+
+def _short_title(text: str, words: int = 8) -> str:
+    parts = re.sub(r"\s+", " ", text).strip().split(" ")
+    title = " ".join(parts[:words])
+    return title + ("..." if len(parts) > words else "")
+
+
+class MockAdapter:
+    name = "mock"
+
+    def __init__(self, chunk_delay: float | None = None, chunk_words: int = 3, **_ignored):
+        if chunk_delay is None:
+            chunk_delay = float(os.environ.get("MMA_MOCK_CHUNK_DELAY", "0") or 0)
+        self.chunk_delay = chunk_delay
+        self.chunk_words = max(1, chunk_words)
+
+    # -- tier answers --------------------------------------------------------
+    def _tier1(self, request: ChatRequest) -> str:
+        epic = _extract_block(_last_user_text(request), "EPIC")
+        tracks = []
+        for item in _epic_items(epic):
+            title = _short_title(item, 12)
+            tracks.append({"id": slugify(title, 32), "title": title, "description": item})
+        return "Here is the plan:\n```json\n" + json.dumps(tracks, indent=2) + "\n```"
+
+    def _tier2(self, request: ChatRequest) -> str:
+        track = _extract_block(_last_user_text(request), "TRACK")
+        title = _short_title(track.strip().splitlines()[0] if track.strip() else "the track", 10)
+        marker = " [hard]" if "[hard]" in track else ""
+        extra = "".join(f" {m}" for m in ("[tool]", "[write]", "[fail]") if m in track)
+        tickets = [
+            {"id": "T1", "description": f"Survey the code that '{title}' touches{extra}", "depends_on": []},
+            {"id": "T2", "description": f"Implement: {title}{marker}", "depends_on": ["T1"]},
+            {"id": "T3", "description": f"Write tests for: {title}", "depends_on": ["T1"]},
+            {"id": "T4", "description": f"Document and verify: {title}", "depends_on": ["T2", "T3"]},
+        ]
+        return json.dumps(tickets, indent=2)
+
+    def _tier3(self, request: ChatRequest) -> str | ToolCall:
+        task = _last_user_text(request)
+        ticket = _extract_block(task, "TICKET") or task
+        if "[fail]" in ticket:
+            raise BadRequestError("mock provider: simulated failure ([fail] marker)",
+                                  provider=self.name, status=400,
+                                  hint="remove the [fail] marker from the epic or ticket")
+        if "[hard]" in ticket and "lite" in request.model:
+            return f"BLOCKED: '{_short_title(ticket)}' needs a stronger model than {request.model}."
+        had_tool_result = any(m.get("role") == "tool" for m in request.messages)
+        tool_names = {t.name for t in request.tools}
+        if not had_tool_result:
+            if "[write]" in ticket and "write_file" in tool_names:
+                return ToolCall("mock_call_1", "write_file",
+                                {"path": "MMA_NOTES.md", "content": f"# Notes\n\n{ticket.strip()}\n"})
+            if "[tool]" in ticket and "list_directory" in tool_names:
+                return ToolCall("mock_call_1", "list_directory", {"path": "."})
+        first = ticket.strip().splitlines()[0] if ticket.strip() else "the task"
+        tool_note = "\n\nI used the tool result above." if had_tool_result else ""
+        return (f"### Worker report ({request.model})\n\n"
+                f"Task: {first}\n\n"
+                "1. Read the relevant context.\n"
+                "2. Made the change in small steps.\n"
+                "3. Checked the result against the ticket."
+                f"{tool_note}\n\nDONE")
+
+    def _tier4(self, request: ChatRequest) -> str:
+        error = _last_user_text(request).strip().splitlines()
+        head = error[-1] if error else "unknown error"
+        return f"Diagnosis: the step failed with '{_short_title(head, 12)}'. Retry on a stronger model or fix the input."
+
+    def _chat(self, request: ChatRequest) -> str:
+        user = _last_user_text(request).strip()
+        return (f"**Mock reply** (offline provider, model `{request.model}`).\n\n"
+                f"You said: {_short_title(user, 30)}\n\n"
+                f"Context received: {estimate_tokens(request.system)} tokens of curated context.")
+
+    # -- adapter interface ---------------------------------------------------
+    def generate(self, request: ChatRequest, on_chunk: ChunkCallback | None = None) -> ChatResponse:
+        check_cancel(request)
+        tier = _tier_of(request)
+        answer = {1: self._tier1, 2: self._tier2, 3: self._tier3, 4: self._tier4}.get(tier, self._chat)(request)
+        usage_in = estimate_tokens(_request_chars(request))
+        if isinstance(answer, ToolCall):
+            return ChatResponse(text="", tool_calls=[answer],
+                                usage=Usage(usage_in, estimate_tokens(json.dumps(answer.to_dict()))),
+                                stop_reason="tool_use", model=request.model)
+        if on_chunk is not None:
+            for chunk in self._chunks(answer):
+                check_cancel(request)
+                on_chunk(chunk)
+                if self.chunk_delay and request.cancel_event is not None:
+                    request.cancel_event.wait(self.chunk_delay)
+                elif self.chunk_delay:
+                    time.sleep(self.chunk_delay)
+        return ChatResponse(text=answer, usage=Usage(usage_in, estimate_tokens(answer)),
+                            stop_reason="end_turn", model=request.model)
+
+    def _chunks(self, text: str) -> list[str]:
+        pieces = re.findall(r"\S+\s*|\s+", text)
+        n = self.chunk_words
+        return ["".join(pieces[i:i + n]) for i in range(0, len(pieces), n)]
+
+
+def _extract_block(text: str, tag: str) -> str:
+    """Return the text between `<TAG>` and `</TAG>` (the conductor's prompt framing), else all."""
+    m = re.search(rf"<{tag}>\s*(.*?)\s*</{tag}>", text, re.S)
+    return m.group(1) if m else text
