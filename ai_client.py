@@ -1,0 +1,428 @@
+"""The one front door to every model: sessions, send, streaming, tools, comms log, usage.
+
+Like httpx's client over swappable transports: `send()` builds a
+provider-neutral `ChatRequest`, an adapter from `providers/` translates it to
+one provider's wire format, and everything else (tool loop, approvals,
+retries, comms log, token accounting) happens here once for all providers.
+
+Sessions are per execution context (`contextvars`).  A worker thread that
+calls `reset_session()` replaces only its own session; the GUI thread's or
+another worker's call in flight is untouched.  That is the fix for the
+upstream bug where a global reset raced with a Tier 2 call.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import itertools
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import providers
+from providers.base import (CancelledByUser, ChatRequest, ChatResponse, ProviderError, ToolCall,
+                            Usage)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODELS = {"mock": "mock-model", "gemini": "gemini-2.5-flash", "anthropic": "claude-sonnet-4-6"}
+MAX_TOOL_ROUNDS = 8
+COMMS_LOG_LIMIT = 5000   # entries kept in memory per session; the JSONL file keeps everything
+
+# A sink the GUI sets; called from whichever thread made the call, so it must
+# hand off thread-safely (the GUI puts into a queue.SimpleQueue).
+comms_log_callback: Callable[[dict], None] | None = None
+
+_session_ids = itertools.count(1)
+_config_lock = threading.Lock()
+_default_provider: str | None = None      # names only: config, not shared provider state
+_default_model: str | None = None
+_session_log_dir: Path | None = None
+
+
+def default_provider() -> str:
+    """`MMA_PROVIDER`, else a provider whose key is set, else the offline mock."""
+    with _config_lock:
+        if _default_provider:
+            return _default_provider
+    env = os.environ.get("MMA_PROVIDER", "").strip().lower()
+    if env:
+        return env
+    from providers import credentials
+    for name in ("gemini", "anthropic"):
+        if credentials.has_key(name):
+            return name
+    return "mock"
+
+
+def configure(provider: str | None = None, model: str | None = None,
+              session_log_dir: str | os.PathLike | None = None) -> None:
+    """Set the defaults new sessions start with (names, not clients)."""
+    global _default_provider, _default_model, _session_log_dir
+    with _config_lock:
+        if provider is not None:
+            if provider not in providers.PROVIDERS:
+                raise ValueError(f"unknown provider {provider!r}; choose one of {', '.join(providers.PROVIDERS)}")
+            _default_provider = provider
+        if model is not None:
+            _default_model = model
+        if session_log_dir is not None:
+            _session_log_dir = Path(session_log_dir)
+
+
+def _redact(text: str) -> str:
+    from providers import credentials
+    return credentials.redact(text)
+
+
+def _redact_obj(obj: Any) -> Any:
+    if isinstance(obj, str):
+        return _redact(obj)
+    if isinstance(obj, dict):
+        return {k: _redact_obj(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_redact_obj(v) for v in obj]
+    if isinstance(obj, bytes):
+        return f"<{len(obj)} bytes>"
+    return obj
+
+
+@dataclass
+class SendResult:
+    text: str
+    usage: Usage
+    tool_calls: list[dict] = field(default_factory=list)
+    stop_reason: str = "end_turn"
+    rounds: int = 1
+
+
+class Session:
+    """One conversation with one provider: its own adapter, history, log and usage."""
+
+    def __init__(self, provider: str | None = None, model: str | None = None, *,
+                 adapter_options: dict | None = None, log_dir: str | os.PathLike | None = None,
+                 label: str = ""):
+        self.id = next(_session_ids)
+        self.provider = provider or default_provider()
+        with _config_lock:
+            fallback_model = _default_model if _default_provider in (None, self.provider) else None
+            self._log_dir = Path(log_dir) if log_dir else _session_log_dir
+        self.model = model or fallback_model or DEFAULT_MODELS.get(self.provider, "")
+        self.label = label
+        self.adapter_options = dict(adapter_options or {})
+        self._adapter = None
+        self.history: list[dict] = []
+        self.comms_log: list[dict] = []
+        self.usage = Usage()
+        self.last_result: SendResult | None = None
+        self.cancel_event = threading.Event()
+        self.comms_callback: Callable[[dict], None] | None = None
+        self._log_lock = threading.Lock()
+        self._log_file: Path | None = None
+
+    @property
+    def adapter(self):
+        if self._adapter is None:
+            self._adapter = providers.make_adapter(self.provider, **self.adapter_options)
+        return self._adapter
+
+    def set_provider(self, provider: str, model: str | None = None) -> None:
+        if provider not in providers.PROVIDERS:
+            raise ValueError(f"unknown provider {provider!r}; choose one of {', '.join(providers.PROVIDERS)}")
+        self.provider = provider
+        self.model = model or DEFAULT_MODELS.get(provider, "")
+        self._adapter = None
+
+    # -- comms log -------------------------------------------------------------
+    def log(self, direction: str, kind: str, payload: dict, model: str | None = None) -> dict:
+        entry = {"ts": time.time(), "direction": direction, "kind": kind, "provider": self.provider,
+                 "model": model or self.model, "session": self.id, "label": self.label,
+                 "payload": _redact_obj(payload)}
+        with self._log_lock:
+            self.comms_log.append(entry)
+            if len(self.comms_log) > COMMS_LOG_LIMIT:
+                del self.comms_log[: len(self.comms_log) - COMMS_LOG_LIMIT]
+            self._write_jsonl(entry)
+        for sink in (self.comms_callback, comms_log_callback):
+            if sink is not None:
+                try:
+                    sink(entry)
+                except Exception:  # a broken sink must not break the model call
+                    log.exception("comms log callback failed")
+        return entry
+
+    def _write_jsonl(self, entry: dict) -> None:
+        if self._log_dir is None:
+            return
+        if self._log_file is None:
+            self._log_dir.mkdir(parents=True, exist_ok=True)
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            self._log_file = self._log_dir / f"session-{stamp}-{os.getpid()}-{self.id}.jsonl"
+        with open(self._log_file, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+
+    # -- the call --------------------------------------------------------------
+    def send(self, md_content: str, user_message: str, base_dir: str = ".", *,
+             system_prompt: str = "", pre_tool_callback: Callable | None = None,
+             qa_callback: Callable[[str], str] | None = None,
+             stream_callback: Callable[[str], None] | None = None,
+             tools: bool | list | None = None, images: list[dict] | None = None,
+             keep_history: bool = True, max_tool_rounds: int = MAX_TOOL_ROUNDS,
+             retry_policy=None) -> SendResult:
+        system = system_prompt
+        if md_content:
+            system = f"{system}\n\n<context>\n{md_content}\n</context>" if system else md_content
+        user_msg: dict = {"role": "user", "content": user_message}
+        if images:
+            user_msg["images"] = images
+        messages = [*self.history, user_msg]
+        tool_specs = _tool_specs(tools)
+        total = Usage()
+        calls_made: list[dict] = []
+        text_parts: list[str] = []
+        stop_reason = "end_turn"
+        rounds = 0
+        while True:
+            rounds += 1
+            request = ChatRequest(model=self.model, system=system, messages=list(messages),
+                                  tools=tool_specs, cancel_event=self.cancel_event)
+            response = self._generate(request, stream_callback, retry_policy)
+            total = total + response.usage
+            stop_reason = response.stop_reason
+            if response.text:
+                text_parts.append(response.text)
+            messages.append({"role": "assistant", "content": response.text,
+                             **({"tool_calls": [c.to_dict() for c in response.tool_calls]}
+                                if response.tool_calls else {})})
+            if not response.tool_calls:
+                break
+            if rounds > max_tool_rounds:
+                stop_reason = "max_tool_rounds"
+                text_parts.append(f"\n[stopped: more than {max_tool_rounds} tool rounds]")
+                log.warning("session %s: tool loop stopped after %d rounds", self.id, max_tool_rounds)
+                break
+            for call in response.tool_calls:
+                result = self._run_tool(call, base_dir, pre_tool_callback, qa_callback)
+                calls_made.append({**call.to_dict(), "result": result})
+                messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name,
+                                 "content": result})
+        text = "\n".join(p for p in text_parts if p)
+        if keep_history:
+            self.history = messages
+        self.usage = self.usage + total
+        self.last_result = SendResult(text, total, calls_made, stop_reason, rounds)
+        return self.last_result
+
+    def _generate(self, request: ChatRequest, stream_callback, retry_policy) -> ChatResponse:
+        from providers.retry import RetryPolicy, call_with_retries
+        self.log("OUT", "request", {"system_chars": len(request.system),
+                                    "messages": _summarise_messages(request.messages),
+                                    "tools": [t.name for t in request.tools]}, request.model)
+        delivered: list[str] = []          # text already shown to the user, across retries
+        attempt_text: list[str] = []
+
+        def on_chunk(piece: str) -> None:
+            attempt_text.append(piece)
+            seen = "".join(attempt_text)
+            already = "".join(delivered)
+            if len(seen) <= len(already) and already.startswith(seen):
+                return                     # a retry re-streaming what the user already saw
+            new = seen[len(already):] if seen.startswith(already) else piece
+            delivered.append(new)
+            stream_callback(new)
+
+        def attempt() -> ChatResponse:
+            attempt_text.clear()
+            return self.adapter.generate(request, on_chunk if stream_callback else None)
+
+        def on_retry(n: int, error: ProviderError, delay: float) -> None:
+            log.warning("session %s: %s (attempt %d), retrying in %.2fs", self.id,
+                        _redact(str(error)), n, delay)
+            self.log("IN", "retry", {"attempt": n, "error": type(error).__name__,
+                                     "message": str(error), "delay_s": round(delay, 3)}, request.model)
+
+        try:
+            response = call_with_retries(attempt, retry_policy or RetryPolicy(),
+                                         on_retry=on_retry, cancel_event=self.cancel_event)
+        except ProviderError as exc:
+            self.log("IN", "error", {"error": type(exc).__name__, "message": str(exc),
+                                     "hint": exc.hint, "partial_text": exc.partial_text}, request.model)
+            raise
+        self.log("IN", "response", {
+            "text": response.text, "stop_reason": response.stop_reason,
+            "tool_calls": [c.to_dict() for c in response.tool_calls],
+            "usage": {"input_tokens": response.usage.input_tokens,
+                      "output_tokens": response.usage.output_tokens}}, response.model or request.model)
+        return response
+
+    def _run_tool(self, call: ToolCall, base_dir: str, pre_tool_callback, qa_callback) -> str:
+        import tools
+        self.log("IN", "tool_call", call.to_dict())
+        approved = False
+        args = dict(call.args)
+        if tools.needs_approval(call.name):
+            description = tools.describe(call.name, args, base_dir)
+            decision = pre_tool_callback(call.name, args, description) if pre_tool_callback else False
+            if isinstance(decision, dict):           # approval with edits, e.g. {"approved": True, "args": {...}}
+                args = decision.get("args", args)
+                decision = decision.get("approved", False)
+            approved = bool(decision)
+            if not approved:
+                result = f"REFUSED: the user did not approve {call.name}."
+                self.log("OUT", "tool_result", {"id": call.id, "name": call.name, "result": result})
+                return result
+        try:
+            result = tools.execute(call.name, args, base_dir, approved=approved)
+        except tools.ToolError as exc:
+            result = f"ERROR: {exc}"
+            if qa_callback is not None:
+                try:
+                    result += f"\nQA: {qa_callback(result)}"
+                except ProviderError as qa_exc:
+                    log.warning("Tier 4 analysis failed: %s", qa_exc)
+        self.log("OUT", "tool_result", {"id": call.id, "name": call.name, "result": result})
+        return result
+
+    def bleed_stats(self) -> dict:
+        from file_cache import context_window_for, estimate_tokens
+        limit = context_window_for(self.model)
+        per_message = [estimate_tokens(str(m.get("content", ""))) for m in self.history]
+        history_tokens = sum(per_message)
+        trim = [{"index": i, "role": m.get("role"), "tokens": per_message[i]}
+                for i, m in enumerate(self.history[:-1])][:5]   # oldest first, never the newest turn
+        last_input = self.last_result.usage.input_tokens if self.last_result else 0
+        return {
+            "provider": self.provider, "model": self.model,
+            "total_input_tokens": self.usage.input_tokens,
+            "total_output_tokens": self.usage.output_tokens,
+            "context_limit": limit,
+            "history_tokens": history_tokens,
+            "last_input_tokens": last_input,
+            "percent_used": round(100.0 * max(last_input, history_tokens) / limit, 2) if limit else 0.0,
+            "trim_first": trim,
+        }
+
+
+def _tool_specs(tools_arg) -> list:
+    if not tools_arg:
+        return []
+    if tools_arg is True:
+        import tools
+        return list(tools.TOOL_SPECS)
+    return list(tools_arg)
+
+
+def _summarise_messages(messages: list[dict]) -> list[dict]:
+    out = []
+    for m in messages:
+        item = {"role": m.get("role"), "content": str(m.get("content", ""))[:2000]}
+        if m.get("tool_calls"):
+            item["tool_calls"] = m["tool_calls"]
+        if m.get("images"):
+            item["images"] = len(m["images"])
+        out.append(item)
+    return out
+
+
+# -- the current session (per thread / task context) ---------------------------
+_current: contextvars.ContextVar[Session | None] = contextvars.ContextVar("mma_ai_session", default=None)
+
+
+def current_session() -> Session:
+    session = _current.get()
+    if session is None:
+        session = Session()
+        _current.set(session)
+    return session
+
+
+def bind_session(session: Session) -> contextvars.Token:
+    return _current.set(session)
+
+
+@contextlib.contextmanager
+def session_scope(provider: str | None = None, model: str | None = None, **kwargs):
+    """Bind a fresh session for the block, then restore whatever was bound before."""
+    session = Session(provider, model, **kwargs)
+    token = _current.set(session)
+    try:
+        yield session
+    finally:
+        _current.reset(token)
+
+
+# -- seed-compatible module functions (act on the current session) -------------
+def send(md_content: str, user_message: str, base_dir: str = ".", pre_tool_callback=None,
+         qa_callback=None, stream_callback=None, **kwargs) -> str:
+    return current_session().send(md_content, user_message, base_dir,
+                                  pre_tool_callback=pre_tool_callback, qa_callback=qa_callback,
+                                  stream_callback=stream_callback, **kwargs).text
+
+
+def reset_session() -> Session:
+    """Start a clean conversation in *this* context only (same provider and model)."""
+    old = _current.get()
+    session = Session(old.provider, old.model, adapter_options=old.adapter_options,
+                      label=old.label) if old else Session()
+    if old is not None:
+        session.comms_callback = old.comms_callback
+    _current.set(session)
+    return session
+
+
+def set_provider(provider: str, model: str | None = None) -> None:
+    current_session().set_provider(provider, model)
+
+
+def get_provider() -> str:
+    return current_session().provider
+
+
+def get_model() -> str:
+    return current_session().model
+
+
+def get_comms_log() -> list[dict]:
+    session = current_session()
+    with session._log_lock:
+        return list(session.comms_log)
+
+
+def get_history_bleed_stats() -> dict:
+    return current_session().bleed_stats()
+
+
+def last_usage() -> Usage:
+    result = current_session().last_result
+    return result.usage if result else Usage()
+
+
+TIER4_SYSTEM = ("You are Tier 4 (QA) of a multi-model coding pipeline. Given a failed tool call, "
+                "error output or a blocked worker report, reply with a short diagnosis (at most "
+                "5 lines): the likely cause and the next step.")
+
+
+def analyse_failure(error_text: str, provider: str | None = None, model: str | None = None,
+                    stream_callback=None) -> SendResult:
+    """Tier 4 in its own throw-away session; returns text and usage."""
+    current = _current.get()
+    provider = provider or (current.provider if current else None)
+    with session_scope(provider, model, label="Tier 4") as session:
+        return session.send("", error_text[-6000:], system_prompt=TIER4_SYSTEM,
+                            stream_callback=stream_callback, keep_history=False)
+
+
+def run_tier4_analysis(stderr: str, provider: str | None = None, model: str | None = None) -> str:
+    return analyse_failure(stderr, provider, model).text
+
+
+__all__ = [
+    "Session", "SendResult", "send", "reset_session", "set_provider", "get_provider", "get_model",
+    "get_comms_log", "get_history_bleed_stats", "comms_log_callback", "run_tier4_analysis",
+    "analyse_failure", "session_scope", "current_session", "configure", "CancelledByUser",
+]

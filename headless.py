@@ -1,0 +1,177 @@
+"""`mma-desk run` / `mma-desk resume`: the MMA pipeline with no window.
+
+Plans the epic (Tier 1), turns each track into tickets (Tier 2), runs them
+(Tier 3, in parallel where the DAG allows), prints one line per state
+change, writes every track in Conductor layout, and exits 0 only when every
+ticket completed.
+
+Approvals in headless mode: `--auto` is the user's up-front approval of
+every spawn and step; tool calls that write or run commands are refused
+unless `--allow-tools all` is given (read-only tools are always allowed).
+Without `--auto` the run stops after planning so the user can review the
+track files, then `mma-desk resume TRACK_ID --auto` executes them.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, TextIO
+
+import events
+import multi_agent_conductor as mac
+from models import BLOCKED, COMPLETED
+from pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+SESSION_LOG_DIR = ".mma_desk/logs"     # per project: JSON Lines comms logs, keys redacted
+
+
+class ProgressPrinter:
+    """Consumes the event queue on the loop: prints progress, answers approvals per policy."""
+
+    def __init__(self, out: TextIO, auto: bool, allow_tools: str, show_streams: bool = False):
+        self.out = out
+        self.auto = auto
+        self.allow_tools = allow_tools
+        self.show_streams = show_streams
+        self.last_status: dict[str, str] = {}
+        self.final_text: dict[str, str] = {}
+
+    def line(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def handle(self, name: str, payload: dict) -> None:
+        if name == events.MMA_STATE_UPDATE:
+            for t in payload.get("tickets", []):
+                if self.last_status.get(t["id"]) != t["status"]:
+                    self.last_status[t["id"]] = t["status"]
+                    extra = f" ({t['blocked_reason']})" if t["status"] == BLOCKED and t.get("blocked_reason") else ""
+                    model = f" on {t.get('model') or t.get('assigned_to')}" if t["status"] == "in_progress" else ""
+                    self.line(f"  [{t['status']:>11}] {t['id']}{model}: {t['description'][:70]}{extra}")
+        elif name == events.MMA_TRACKS:
+            for tr in payload["tracks"]:
+                self.line(f"Tier 1 planned track {tr['id']}: {tr['title']}")
+        elif name in (events.MMA_SPAWN_APPROVAL, events.MMA_STEP_APPROVAL):
+            self._answer(payload)
+        elif name == events.RESPONSE:
+            self.final_text[payload["stream_id"]] = payload.get("text", "")
+        elif name == events.MMA_ERROR:
+            hint = f" — {payload['hint']}" if payload.get("hint") else ""
+            self.line(f"ERROR: {payload.get('message')}{hint}")
+        elif name == events.MMA_STREAM and self.show_streams:
+            self.out.write(payload["text"])
+
+    def _answer(self, payload: dict) -> None:
+        future = payload["future"]
+        kind = payload["kind"]
+        if kind == "tool":
+            tool = payload.get("tool", "")
+            approved = self.allow_tools == "all"
+            self.line(f"  tool {tool} for {payload['ticket_id']}: {'approved' if approved else 'refused (use --allow-tools all)'}")
+        else:
+            approved = self.auto
+        if not future.done():
+            future.set_result({"approved": approved})
+
+
+async def _consume(queue: events.AsyncEventQueue, printer: ProgressPrinter) -> None:
+    while True:
+        name, payload = await queue.get()
+        try:
+            printer.handle(name, payload)
+        except (KeyError, TypeError) as exc:
+            log.error("could not show event %s: %r", name, exc)
+
+
+async def _settle(queue: events.AsyncEventQueue) -> None:
+    """Let the printer catch up, so output lines come in the order things happened."""
+    while not queue.empty():
+        await asyncio.sleep(0)
+    await asyncio.sleep(0)
+
+
+def _usage_table(pipeline: Pipeline, line: Callable[[str], None]) -> None:
+    line("Token usage:")
+    line(f"  {'tier':<8} {'model':<28} {'input':>9} {'output':>9}")
+    for tier, bucket in pipeline.tier_usage.snapshot().items():
+        line(f"  {tier:<8} {bucket['model']:<28} {bucket['input']:>9} {bucket['output']:>9}")
+
+
+async def _run(pipeline: Pipeline, printer: ProgressPrinter, epic: str | None, resume_id: str | None,
+               auto: bool) -> int:
+    loop = asyncio.get_running_loop()
+    pipeline.event_queue.bind(loop)
+    consumer = asyncio.create_task(_consume(pipeline.event_queue, printer))
+    results: dict[str, str] = {}
+    try:
+        if resume_id:
+            printer.line(f"Resuming track {resume_id}")
+            results[resume_id] = await pipeline.resume(resume_id)
+        else:
+            printer.line(f"Tier 1 planning with {pipeline.provider} ...")
+            tracks = await pipeline.plan(epic or "")
+            await _settle(pipeline.event_queue)
+            for track in tracks:
+                printer.line(f"Tier 2 breaking down track {track.id} ...")
+                engine = await pipeline.accept_track(track)
+                await _settle(pipeline.event_queue)
+                if not auto:
+                    printer.line(f"Planned {len(track.tickets)} tickets; review "
+                                 f"conductor/tracks/{track.id}/plan.md, then run "
+                                 f"`mma-desk resume {track.id} --auto`")
+                    results[track.id] = "planned"
+                    continue
+                printer.line(f"Tier 3 running {len(track.tickets)} tickets of {track.id} "
+                             f"(up to {pipeline.max_workers} in parallel)")
+                results[track.id] = await engine.run(pipeline.md_content)
+    except (mac.PlanningError, ValueError, mac.ProviderError) as exc:
+        printer.line(f"FAILED: {exc}")
+        return 2
+    finally:
+        await _settle(pipeline.event_queue)
+        consumer.cancel()
+    for stream_id, text in sorted(printer.final_text.items()):
+        if stream_id.startswith("Tier 3") and text:
+            first = text.strip().splitlines()[0] if text.strip() else ""
+            printer.line(f"{stream_id}: {first[:100]}")
+    _usage_table(pipeline, printer.line)
+    failed = 0
+    for track_id, status in results.items():
+        engine = pipeline.engines.get(track_id)
+        printer.line(f"Track {track_id}: {status}")
+        if engine is not None and status not in ("completed", "planned"):
+            for t in engine.dag.tickets.values():
+                if t.status != COMPLETED:
+                    failed += 1
+                    printer.line(f"  {t.id} {t.status}: {t.blocked_reason or 'not run'}")
+    return 1 if failed or any(s not in ("completed", "planned") for s in results.values()) else 0
+
+
+def run_headless(epic: str | None, project_dir: str, *, provider: str | None = None, auto: bool = False,
+                 max_workers: int | None = None, allow_tools: str = "read", resume_id: str | None = None,
+                 out: TextIO | None = None, show_streams: bool = False) -> int:
+    import ai_client
+    import project
+    root = Path(project_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    ai_client.configure(session_log_dir=root / SESSION_LOG_DIR)
+    cfg, error = project.load_project_or_last_good(root)
+    printer = ProgressPrinter(out or sys.stdout, auto, allow_tools, show_streams)
+    if error is not None:
+        printer.line(f"WARNING: {error} (using the last good settings)")
+    # Precedence: --provider / MMA_PROVIDER, then a saved project file, then a key in the env, then mock.
+    saved = cfg.path.exists()
+    provider = provider or (cfg.provider if saved else None)
+    tier_models = cfg.models if saved and provider in (None, cfg.provider) else None
+    pipeline = Pipeline(root, provider=provider, tier_models=tier_models,
+                        max_workers=max_workers or cfg.budgets.max_workers,
+                        require_spawn_approval=False, auto_queue=True,
+                        tools_enabled=allow_tools in ("read", "all"),
+                        approval_timeout=cfg.budgets.approval_timeout_s)
+    if not epic and not resume_id:
+        printer.line("nothing to do: give --epic TEXT or resume TRACK_ID")
+        return 2
+    return asyncio.run(_run(pipeline, printer, epic, resume_id, auto))

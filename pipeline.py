@@ -1,0 +1,185 @@
+"""One MMA pipeline session: epic -> tracks -> tickets -> execution, shared by the GUI and the CLI.
+
+`Pipeline` owns the per-session `tier_usage` ledger, the event queue the GUI
+(or the headless printer) listens to, and persistence of every track in the
+project's `conductor/` folder.  All its coroutines run on one asyncio loop;
+blocking model calls go to a thread pool.
+
+`EngineThread` runs that loop in a background thread for the GUI: callers on
+the GUI thread submit coroutines with `submit()` and get a
+`concurrent.futures.Future` back (never touching loop objects directly).
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Callable, Coroutine
+
+import events
+import multi_agent_conductor as mac
+from models import Track, TierUsage, new_tier_usage
+
+log = logging.getLogger(__name__)
+
+
+class Pipeline:
+    def __init__(self, project_dir: str | Path, *, provider: str | None = None,
+                 tier_models: dict[str, Any] | None = None,
+                 event_queue: events.AsyncEventQueue | None = None,
+                 max_workers: int = 4, require_spawn_approval: bool = False,
+                 auto_queue: bool = True, tools_enabled: bool = False,
+                 approval_timeout: float = mac.DEFAULT_APPROVAL_TIMEOUT, persist: bool = True):
+        import ai_client
+        self.project_dir = Path(project_dir)
+        self.provider = provider or ai_client.default_provider()
+        self.tier_models = {**mac.tier_models_for(self.provider), **(tier_models or {})}
+        self.event_queue = event_queue if event_queue is not None else events.AsyncEventQueue()
+        self.max_workers = max_workers
+        self.require_spawn_approval = require_spawn_approval
+        self.auto_queue = auto_queue
+        self.tools_enabled = tools_enabled
+        self.approval_timeout = approval_timeout
+        self.persist = persist
+        self.tier_usage: TierUsage = new_tier_usage(
+            {t: (m[0] if isinstance(m, list) else m) for t, m in self.tier_models.items()})
+        self.tracks: list[Track] = []
+        self.engines: dict[str, mac.ConductorEngine] = {}
+        self.epic = ""
+        self.md_content = ""
+
+    # -- helpers -------------------------------------------------------------------
+    def _model(self, tier: str) -> str:
+        m = self.tier_models.get(tier, "")
+        return m[0] if isinstance(m, list) else m
+
+    async def _in_thread(self, fn: Callable, *args) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    def _bind_queue(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.event_queue.loop is None:
+            self.event_queue.bind(loop)
+
+    def _emit(self, name: str, payload: dict) -> None:
+        self.event_queue.put_threadsafe(name, payload)
+
+    def save(self, engine: mac.ConductorEngine) -> None:
+        if not self.persist:
+            return
+        import conductor_io
+        conductor_io.save_track(self.project_dir, engine.track, spec_text=self._spec(engine.track),
+                                tier_usage=self.tier_usage.snapshot(),
+                                extra_state={"provider": self.provider, "epic": self.epic})
+
+    def _spec(self, track: Track) -> str:
+        epic = f"\n## Epic\n\n{self.epic}\n" if self.epic else ""
+        return f"# Track Specification: {track.title}\n\n## Overview\n\n{track.description}\n{epic}"
+
+    # -- Tier 1 ----------------------------------------------------------------------
+    async def plan(self, epic: str, md_content: str = "") -> list[Track]:
+        loop = asyncio.get_running_loop()
+        self._bind_queue(loop)
+        self.epic, self.md_content = epic, md_content
+        self._emit(events.MMA_STATE_UPDATE, self._status("planning", "Tier 1"))
+        try:
+            result = await self._in_thread(lambda: mac.plan_epic(
+                epic, md_content, provider=self.provider, model=self._model("Tier 1"),
+                event_queue=self.event_queue, loop=loop))
+        except (mac.PlanningError, ValueError, mac.ProviderError) as exc:
+            self._fail("Tier 1", exc)
+            raise
+        self.tier_usage.add("Tier 1", result.usage.input_tokens, result.usage.output_tokens, result.model)
+        self.tracks = list(result.value)
+        self._emit(events.MMA_TRACKS, {"tracks": [t.to_dict() for t in self.tracks]})
+        self._emit(events.MMA_STATE_UPDATE, self._status("tracks_ready", None))
+        return self.tracks
+
+    # -- Tier 2 ----------------------------------------------------------------------
+    async def accept_track(self, track: Track) -> mac.ConductorEngine:
+        """Tier 2 turns the track into tickets; returns the engine, ready to run."""
+        loop = asyncio.get_running_loop()
+        self._bind_queue(loop)
+        self._emit(events.MMA_STATE_UPDATE, self._status("planning", "Tier 2", track))
+        try:
+            result = await self._in_thread(lambda: mac.generate_tickets(
+                track, self.md_content, provider=self.provider, model=self._model("Tier 2"),
+                event_queue=self.event_queue, loop=loop))
+        except (mac.PlanningError, ValueError, mac.ProviderError) as exc:
+            self._fail("Tier 2", exc)
+            raise
+        self.tier_usage.add("Tier 2", result.usage.input_tokens, result.usage.output_tokens, result.model)
+        track.tickets = list(result.value)
+        return self.engine_for(track)
+
+    def engine_for(self, track: Track) -> mac.ConductorEngine:
+        engine = mac.ConductorEngine(
+            track, self.event_queue, auto_queue=self.auto_queue, provider=self.provider,
+            tier_models=self.tier_models, max_workers=self.max_workers,
+            require_spawn_approval=self.require_spawn_approval, approval_timeout=self.approval_timeout,
+            base_dir=str(self.project_dir), tools_enabled=self.tools_enabled,
+            tier_usage=self.tier_usage, on_state_change=self.save)
+        self.engines[track.id] = engine
+        if track not in self.tracks:
+            self.tracks.append(track)
+        engine._emit_state()               # tickets visible (and saved) before anything runs
+        return engine
+
+    # -- Tier 3 ------------------------------------------------------------------------
+    async def run_track(self, track: Track) -> str:
+        engine = self.engines.get(track.id) or await self.accept_track(track)
+        return await engine.run(self.md_content)
+
+    async def resume(self, track_id: str) -> str:
+        """Load a saved track and run what is left; completed tickets are not re-run."""
+        import conductor_io
+        track, usage = conductor_io.load_track_state(self.project_dir, track_id)
+        for tier, bucket in (usage or {}).items():
+            self.tier_usage.add(tier, bucket.get("input", 0), bucket.get("output", 0), bucket.get("model"))
+        self._bind_queue(asyncio.get_running_loop())
+        return await self.engine_for(track).run(self.md_content)
+
+    # -- status events --------------------------------------------------------------------
+    def _status(self, status: str, tier: str | None, track: Track | None = None) -> dict:
+        snap = {"status": status, "active_tier": tier, "tier_usage": self.tier_usage.snapshot()}
+        if track is not None:
+            data = track.to_dict()
+            snap["tickets"] = data.pop("tickets")
+            snap["track"] = data
+        return snap
+
+    def _fail(self, tier: str, exc: Exception) -> None:
+        hint = getattr(exc, "hint", "") or "check the provider settings, then try again"
+        message = exc.user_message() if hasattr(exc, "user_message") else str(exc)
+        log.error("%s failed: %s", tier, message)
+        self._emit(events.MMA_ERROR, {"message": f"{tier} failed: {message}", "hint": hint,
+                                      "raw": getattr(exc, "raw", "")})
+        self._emit(events.MMA_STATE_UPDATE, self._status("error", None))
+
+
+class EngineThread:
+    """An asyncio loop in a daemon thread; the GUI submits coroutines to it."""
+
+    def __init__(self, name: str = "mma-engine"):
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def submit(self, coro: Coroutine) -> concurrent.futures.Future:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def call(self, fn: Callable, *args) -> None:
+        self.loop.call_soon_threadsafe(fn, *args)
+
+    def stop(self, timeout: float = 2.0) -> None:
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self.loop.close()
