@@ -289,7 +289,7 @@ class Session:
         return result
 
     def bleed_stats(self) -> dict:
-        from file_cache import context_window_for, estimate_tokens
+        from context_builder import context_window_for, estimate_tokens
         limit = context_window_for(self.model)
         per_message = [estimate_tokens(str(m.get("content", ""))) for m in self.history]
         history_tokens = sum(per_message)

@@ -329,7 +329,7 @@ def build_worker_prompt(ticket: Ticket) -> str:
 def _files_context(paths: list[str] | None, base_dir: str) -> str:
     if not paths:
         return ""
-    from file_cache import ContextItem, build_context
+    from context_builder import ContextItem, build_context
     bundle = build_context([ContextItem(p, "full") for p in paths], root=base_dir)
     return bundle.markdown
 

@@ -1,13 +1,16 @@
 """Crash-safe file writes: temp file in the same folder, fsync, rename.
 
 A reader (or a restart after kill -9) sees either the old file or the new
-one, never a half-written file.
+one, never a half-written file.  Replacing the directory entry (rather than
+writing through it) also means a hard link to the old file is detached, never
+written through.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -15,30 +18,67 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def _default_file_mode() -> int:
+    """0o666 minus the process umask, read without the racy os.umask() set/restore dance."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError) as exc:
+        log.debug("umask not readable from /proc: %s", exc)
+    return 0o644
+
+
+_NEW_FILE_MODE = _default_file_mode()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, keep_mode: bool = False) -> None:
+    """Replace `path` with `data` atomically, creating missing parent folders.
+
+    Without `keep_mode` the file ends up with the temp file's mode (0o600).  With it, an
+    existing file keeps its permission bits and a new one gets what a plain `open()` would
+    give (0o666 minus the umask): the file tools write the user's own files this way.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = _mode_to_keep(path) if keep_mode else None
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
-            pass
+            log.debug("temp file %s already gone", tmp)
         raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
+    _fsync_dir(path.parent)
+
+
+def _mode_to_keep(path: Path) -> int:
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return _NEW_FILE_MODE
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (best effort)."""
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY)
+    except OSError as exc:
+        log.debug("cannot open %s to fsync it: %s", folder, exc)
         return
     try:
         os.fsync(dir_fd)
     except OSError as exc:  # some filesystems refuse fsync on a directory; the data itself is synced
-        log.debug("directory fsync of %s not supported: %s", path.parent, exc)
+        log.debug("directory fsync of %s not supported: %s", folder, exc)
     finally:
         os.close(dir_fd)
 
@@ -49,3 +89,18 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Delete temp files an interrupted atomic write left behind (kill -9 between create and rename).
+
+    Only names of the form `.<name>.<random>.tmp` that this module creates are touched;
+    the real files next to them are always whole.
+    """
+    removed = []
+    for path in Path(folder).glob(".*.tmp"):
+        if path.is_file():
+            path.unlink()
+            removed.append(path)
+            log.info("removed %s left by an interrupted write", path)
+    return removed

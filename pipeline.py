@@ -58,6 +58,19 @@ class Pipeline:
     async def _in_thread(self, fn: Callable, *args) -> Any:
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
+    async def _planning_call(self, tier: str, call: Callable[[], Any]) -> Any:
+        """Run a Tier 1/2 planning call in a thread, book its usage to `tier`, return its value.
+
+        A failure is shown to the user (`_fail`) and re-raised for the caller.
+        """
+        try:
+            result = await self._in_thread(call)
+        except (mac.PlanningError, ValueError, mac.ProviderError) as exc:
+            self._fail(tier, exc)
+            raise
+        self.tier_usage.add(tier, result.usage.input_tokens, result.usage.output_tokens, result.model)
+        return result.value
+
     def _bind_queue(self, loop: asyncio.AbstractEventLoop) -> None:
         if self.event_queue.loop is None:
             self.event_queue.bind(loop)
@@ -83,15 +96,10 @@ class Pipeline:
         self._bind_queue(loop)
         self.epic, self.md_content = epic, md_content
         self._emit(events.MMA_STATE_UPDATE, self._status("planning", "Tier 1"))
-        try:
-            result = await self._in_thread(lambda: mac.plan_epic(
-                epic, md_content, provider=self.provider, model=self._model("Tier 1"),
-                event_queue=self.event_queue, loop=loop))
-        except (mac.PlanningError, ValueError, mac.ProviderError) as exc:
-            self._fail("Tier 1", exc)
-            raise
-        self.tier_usage.add("Tier 1", result.usage.input_tokens, result.usage.output_tokens, result.model)
-        self.tracks = list(result.value)
+        tracks = await self._planning_call("Tier 1", lambda: mac.plan_epic(
+            epic, md_content, provider=self.provider, model=self._model("Tier 1"),
+            event_queue=self.event_queue, loop=loop))
+        self.tracks = list(tracks)
         self._emit(events.MMA_TRACKS, {"tracks": [t.to_dict() for t in self.tracks]})
         self._emit(events.MMA_STATE_UPDATE, self._status("tracks_ready", None))
         return self.tracks
@@ -102,15 +110,10 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         self._bind_queue(loop)
         self._emit(events.MMA_STATE_UPDATE, self._status("planning", "Tier 2", track))
-        try:
-            result = await self._in_thread(lambda: mac.generate_tickets(
-                track, self.md_content, provider=self.provider, model=self._model("Tier 2"),
-                event_queue=self.event_queue, loop=loop))
-        except (mac.PlanningError, ValueError, mac.ProviderError) as exc:
-            self._fail("Tier 2", exc)
-            raise
-        self.tier_usage.add("Tier 2", result.usage.input_tokens, result.usage.output_tokens, result.model)
-        track.tickets = list(result.value)
+        tickets = await self._planning_call("Tier 2", lambda: mac.generate_tickets(
+            track, self.md_content, provider=self.provider, model=self._model("Tier 2"),
+            event_queue=self.event_queue, loop=loop))
+        track.tickets = list(tickets)
         return self.engine_for(track)
 
     def engine_for(self, track: Track) -> mac.ConductorEngine:

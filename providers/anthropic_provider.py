@@ -21,7 +21,8 @@ from providers import credentials
 from providers.base import (AuthError, BadRequestError, ChatRequest, ChatResponse, ChunkCallback,
                             ProviderError, ProviderUnavailableError, RateLimitError, ServerError,
                             StreamInterruptedError, ToolCall, Usage, check_cancel)
-from providers.retry import classify_transport_error, parse_retry_after
+from providers.retry import parse_retry_after
+from providers.sdk_calls import map_transport_failure, stream_items
 
 log = logging.getLogger(__name__)
 
@@ -154,14 +155,7 @@ class AnthropicAdapter:
         except Exception as exc:
             raise self._map_error(exc) from None
         try:
-            iterator = iter(stream)
-            while True:
-                try:
-                    event = next(iterator)
-                except StopIteration:
-                    break
-                except Exception as exc:  # SDK/transport failure mid-stream
-                    raise self._map_error(exc, state=state) from None
+            for event in stream_items(stream, lambda exc: self._map_error(exc, state=state)):
                 state.events += 1
                 check_cancel(request)
                 self._absorb(event, state, on_chunk)
@@ -269,24 +263,10 @@ class AnthropicAdapter:
                 return StreamInterruptedError("Anthropic stream carried a malformed event (invalid JSON)",
                                               provider=PROVIDER, partial_text=partial)
             return ServerError("Anthropic returned a malformed response (invalid JSON)", provider=PROVIDER)
-        kind = classify_transport_error(exc)
-        detail = self._clean(f"{type(exc).__name__}: {exc}")[:300]
-        if kind == "refused":
-            return ProviderUnavailableError(f"cannot connect to Anthropic ({detail})", provider=PROVIDER,
-                                            hint=f"check the network or {BASE_URL_ENV}")
-        if kind == "transient" or isinstance(exc, sdk.APIConnectionError):
-            if started:
-                return StreamInterruptedError(f"Anthropic stream dropped ({detail})", provider=PROVIDER,
-                                              partial_text=partial)
-            return ServerError(f"connection to Anthropic failed ({detail})", provider=PROVIDER)
-        if isinstance(exc, (TypeError, ValueError)) and not started:
-            # raised by the SDK while building the request
-            return BadRequestError(f"Anthropic request rejected by the SDK ({detail})", provider=PROVIDER)
-        log.warning("unexpected Anthropic SDK failure: %s", detail)
-        if started:
-            return StreamInterruptedError(f"Anthropic stream failed ({detail})", provider=PROVIDER,
-                                          partial_text=partial)
-        return ProviderError(f"Anthropic call failed ({detail})", provider=PROVIDER)
+        return map_transport_failure(exc, provider=PROVIDER, display="Anthropic",
+                                     base_url_env=BASE_URL_ENV, redact=self._clean, started=started,
+                                     partial_text=partial,
+                                     connection_error=isinstance(exc, sdk.APIConnectionError))
 
     @staticmethod
     def _retry_after(exc: Any) -> float | None:

@@ -22,7 +22,8 @@ from providers import credentials
 from providers.base import (AuthError, BadRequestError, ChatRequest, ChatResponse, ChunkCallback,
                             ProviderError, ProviderUnavailableError, RateLimitError, ServerError,
                             StreamInterruptedError, ToolCall, Usage, check_cancel)
-from providers.retry import classify_transport_error, parse_retry_after
+from providers.retry import parse_retry_after
+from providers.sdk_calls import map_transport_failure, stream_items
 
 log = logging.getLogger(__name__)
 
@@ -156,13 +157,7 @@ class GeminiAdapter:
         except Exception as exc:
             raise self._map_error(exc) from None
         try:
-            while True:
-                try:
-                    chunk = next(stream)
-                except StopIteration:
-                    break
-                except Exception as exc:  # SDK/transport failure mid-stream
-                    raise self._map_error(exc, state=state) from None
+            for chunk in stream_items(stream, lambda exc: self._map_error(exc, state=state)):
                 state.chunks += 1
                 check_cancel(request)
                 self._absorb(chunk, state, on_chunk)
@@ -245,24 +240,9 @@ class GeminiAdapter:
                 return StreamInterruptedError("Gemini stream carried a malformed chunk (invalid JSON)",
                                               provider=PROVIDER, partial_text=partial)
             return ServerError("Gemini returned a malformed response (invalid JSON)", provider=PROVIDER)
-        kind = classify_transport_error(exc)
-        detail = self._clean(f"{type(exc).__name__}: {exc}")[:300]
-        if kind == "refused":
-            return ProviderUnavailableError(f"cannot connect to Gemini ({detail})", provider=PROVIDER,
-                                            hint=f"check the network or {BASE_URL_ENV}")
-        if kind == "transient":
-            if started:
-                return StreamInterruptedError(f"Gemini stream dropped ({detail})", provider=PROVIDER,
-                                              partial_text=partial)
-            return ServerError(f"connection to Gemini failed ({detail})", provider=PROVIDER)
-        if isinstance(exc, (ValueError, TypeError)) and not started:
-            # raised by the SDK while building the request (e.g. an unsupported field)
-            return BadRequestError(f"Gemini request rejected by the SDK ({detail})", provider=PROVIDER)
-        log.warning("unexpected Gemini SDK failure: %s", detail)
-        if started:
-            return StreamInterruptedError(f"Gemini stream failed ({detail})", provider=PROVIDER,
-                                          partial_text=partial)
-        return ProviderError(f"Gemini call failed ({detail})", provider=PROVIDER)
+        return map_transport_failure(exc, provider=PROVIDER, display="Gemini",
+                                     base_url_env=BASE_URL_ENV, redact=self._clean, started=started,
+                                     partial_text=partial)
 
     @staticmethod
     def _retry_after(exc: Any) -> float | None:

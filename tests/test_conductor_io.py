@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import conductor_io
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -565,3 +566,14 @@ def test_cli_import_error_is_nonzero_with_message(tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.startswith("error: ")
     assert "nope.md" in captured.err
+
+
+def test_metadata_status_of_the_wrong_type_is_ignored_not_a_crash(tmp_path):
+    import json as _json
+    folder = tmp_path / "conductor" / "tracks" / "odd_20260101"
+    folder.mkdir(parents=True)
+    (folder / "plan.md").write_text("# Implementation Plan: Odd\n\n## Phase 1: A\n- [x] Task 1.1: a\n")
+    (folder / "metadata.json").write_text(_json.dumps({"track_id": "odd_20260101", "status": ["weird"]}))
+    track = conductor_io.import_track(folder)
+    assert track.status == "completed"
+    assert [e.status for e in conductor_io.read_conductor_tree(tmp_path)] == ["new"]

@@ -12,12 +12,11 @@ import difflib
 import logging
 import os
 import re
-import stat
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from persistence import atomic_write_bytes
 from tools.errors import ToolError
 from tools.paths import display_path, is_inside, resolve_in_root
 
@@ -432,46 +431,11 @@ def unified_diff(plan: WritePlan, limit: int = DIFF_LIMIT_CHARS) -> str:
 
 # ------------------------------------------------------------- atomic write
 
-def _default_file_mode() -> int:
-    """0o666 minus the process umask, read without the racy os.umask() set/restore dance."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError) as exc:
-        log.debug("umask not readable from /proc: %s", exc)
-    return 0o644
-
-
-_NEW_FILE_MODE = _default_file_mode()
-
-
 def atomic_write(target: Path, data: bytes) -> None:
-    """Write `data` to `target` via a temp file in the same directory and `os.replace`.
+    """Write `data` to `target` atomically (`persistence.atomic_write_bytes`).
 
-    Creates missing parent directories (the caller has confined `target` to
-    the root).  An existing file keeps its permission bits.  Replacing the
-    directory entry (rather than writing through it) also means a hard link to
-    a file elsewhere is detached, never written through.
+    Creates missing parent directories (the caller has confined `target` to the root).  An
+    existing file keeps its permission bits, and a hard link to a file elsewhere is detached,
+    never written through.
     """
-    parent = target.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    try:
-        mode = stat.S_IMODE(target.stat().st_mode)
-    except FileNotFoundError:
-        mode = _NEW_FILE_MODE
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            log.debug("temp file %s already gone", tmp)
-        raise
+    atomic_write_bytes(target, data, keep_mode=True)
