@@ -49,7 +49,7 @@ def test_kill_9_mid_track_then_resume_skips_completed_tickets(tmp_path):
     # every state file is whole after the kill (atomic writes)
     state = json.loads(state_file.read_text())
     json.loads((folder / "metadata.json").read_text())
-    assert not list(folder.glob(".*.tmp"))
+    # a kill between creating a temp file and the rename may leave one; resume sweeps it
     done_before = {t["id"] for t in state["tickets"] if t["status"] == "completed"}
     assert done_before and len(done_before) < len(state["tickets"])
     before = worker_requests(project)
@@ -61,6 +61,7 @@ def test_kill_9_mid_track_then_resume_skips_completed_tickets(tmp_path):
     after = worker_requests(project)[len(before):]
     rerun = {label.split(": ")[1] for label in after}
     assert rerun == {t["id"] for t in state["tickets"]} - done_before
+    assert not list(folder.glob(".*.tmp"))
     final = json.loads(state_file.read_text())
     assert {t["status"] for t in final["tickets"]} == {"completed"}
     # usage carried over: the resumed total is at least what was billed before the kill
