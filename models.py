@@ -78,6 +78,8 @@ class Ticket:
     result: str = ""
     diagnosis: str = ""            # Tier 4 analysis of the last failure
     usage: TokenUsage = field(default_factory=TokenUsage)
+    started_at: float | None = None    # wall-clock time.time() of the last attempt's start
+    finished_at: float | None = None   # and of its end (None while running)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -111,6 +113,8 @@ class Ticket:
             result=_optional(data, "result", str, "", where),
             diagnosis=_optional(data, "diagnosis", str, "", where),
             usage=TokenUsage(int(usage.get("input", 0)), int(usage.get("output", 0))),
+            started_at=_optional(data, "started_at", (int, float), None, where),
+            finished_at=_optional(data, "finished_at", (int, float), None, where),
         )
 
 

@@ -21,6 +21,7 @@ import json
 import logging
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
@@ -421,6 +422,7 @@ def run_worker_lifecycle(ticket: Ticket, context: WorkerContext, context_files=N
         ticket.status = COMPLETED
         ticket.blocked_reason = ""
     ticket.result = text
+    ticket.finished_at = time.time()
     if ticket.status == BLOCKED and engine is not None and engine.diagnose_failures:
         engine._diagnose(ticket, event_queue, loop)
     log.info("ticket %s finished: %s (%d in / %d out tokens)", ticket.id, status,
@@ -637,6 +639,7 @@ class ConductorEngine:
     def _start(self, ticket: Ticket, running: dict, executor, loop, md_content: str) -> None:
         context = WorkerContext(ticket.id, self.model_for(ticket), provider=self.provider)
         ticket.assigned_to = context.model_name
+        ticket.started_at, ticket.finished_at = time.time(), None
         future = loop.run_in_executor(executor, run_worker_lifecycle, ticket, context,
                                       ticket.context_requirements, self.event_queue, self,
                                       md_content, loop)

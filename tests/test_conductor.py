@@ -308,3 +308,15 @@ async def test_repair_round_succeeds(monkeypatch):
     result = mac.generate_tickets(Track("t_20260101", "t"), provider="mock")
     assert [t.id for t in result.value] == ["A"] and result.usage == Usage(4, 6)
     assert "could not be used" in prompts[1]
+
+
+async def test_parallel_tickets_have_overlapping_start_and_finish_times(stub_provider):
+    stub_providers.BARRIER["b"] = threading.Barrier(2, timeout=10)
+    track = Track("t_20260101", "t", tickets=[Ticket("A", "a"), Ticket("B", "b")])
+    engine = mac.ConductorEngine(track, events.AsyncEventQueue(), auto_queue=True,
+                                 provider=stub_provider("barrier", "BarrierAdapter"), max_retries=0)
+    assert await engine.run() == "completed"
+    a, b = engine.dag.tickets["A"], engine.dag.tickets["B"]
+    assert a.started_at < b.finished_at and b.started_at < a.finished_at
+    snap = engine.snapshot()["tickets"]
+    assert all(t["started_at"] and t["finished_at"] for t in snap)
