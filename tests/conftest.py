@@ -25,7 +25,7 @@ def xvfb_display():
     log = tempfile.NamedTemporaryFile(prefix="xvfb-", suffix=".log", delete=False)
     read_fd, write_fd = os.pipe()
     proc = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1280x800x24",
-                             "-nolisten", "tcp"], pass_fds=(write_fd,), stdout=log, stderr=log)
+                             "-nolisten", "tcp", "-noreset"], pass_fds=(write_fd,), stdout=log, stderr=log)
     os.close(write_fd)
     buf = b""
     while not buf.endswith(b"\n"):          # Xvfb writes "N\n" once it accepts connections

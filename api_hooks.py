@@ -1,0 +1,769 @@
+"""Opt-in loopback HTTP hook API for tests and automation, and its client.
+
+`HookServer(app)` exposes the running `gui_2.App` over plain JSON-over-HTTP on
+127.0.0.1 only.  It never touches GUI state directly: reads come from
+`app.get_state_snapshot()` / `app.get_field()` / `app.get_performance()` (copies
+published once per frame), writes go through `app.submit_action()`, which the
+App applies on the GUI thread at the next frame and resolves a
+`concurrent.futures.Future`.  A future that never resolves costs the caller a
+504 after `action_timeout` seconds, never a hung server.
+
+`ApiHookClient` is the matching stdlib-only (urllib) client used by the visual
+simulations: `wait_for_server`, `get_state`, `set_value`, `click`, `approve`,
+`get_mma_status`, ... plus bounded polling helpers `wait_for` and
+`wait_for_approval`.
+
+Routes (see docs/guide_tools.md, "Hook API"):
+
+    GET  /status                 {"ok": true, "frame_count", "fps", "provider"}
+    GET  /api/gui/state          the full state snapshot
+    GET  /api/gui/value?field=X  {"field": X, "value": ...}       (400 unknown field)
+    POST /api/gui                an action dict                   (202 queued, or 200 with ?wait=1)
+    GET  /api/gui/action?id=N    outcome of a queued action
+    GET  /api/gui/mma_status     the MMA subset of the snapshot
+    POST /api/mma/approve        answer a pending approval        (404 unknown request id)
+    GET  /api/session            discussion / comms summary
+    GET  /api/performance        app.get_performance()
+    GET  /api/diagnostics        performance + threads + pending actions + server counters
+
+Errors are always JSON `{"error": "..."}` with a 4xx/5xx status; the server
+keeps serving after any of them.
+"""
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import dataclasses
+import http.client
+import http.server
+import ipaddress
+import itertools
+import json
+import logging
+import math
+import socket
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 8999
+MAX_BODY_BYTES = 1024 * 1024          # 1 MiB
+DEFAULT_ACTION_TIMEOUT = 10.0         # seconds a POST waits for the GUI thread to apply an action
+ACTION_HISTORY = 256                  # outcomes of recent actions kept for GET /api/gui/action
+
+# Actions whose shape the server checks itself (anything else is forwarded to the App and
+# always waited for, so an action the App does not know is answered 400 rather than 202).
+KNOWN_ACTIONS = ("set_value", "click", "approve")
+
+MMA_KEYS = ("mma_status", "active_tier", "active_track", "tickets", "mma_streams",
+            "mma_tier_usage", "pending_approvals")
+SESSION_PREFIXES = ("discussion", "comms", "session", "history", "ai_", "last_")
+SESSION_KEYS = ("provider", "model", "project_dir", "errors", "stream_text")
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------
+def is_loopback_host(host: str) -> bool:
+    """True when `host` is 127.0.0.0/8 or ::1, or a name that resolves only to those."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass                              # not a literal address: resolve the name below
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except socket.gaierror as exc:
+        log.warning("hook host %r does not resolve: %s", host, exc)
+        return False
+    addrs = {info[4][0] for info in infos}
+    return bool(addrs) and all(ipaddress.ip_address(a.split("%", 1)[0]).is_loopback for a in addrs)
+
+
+def _json_default(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    if isinstance(obj, bytes):
+        return obj.decode("utf-8", "replace")
+    to_dict = getattr(obj, "to_dict", None)
+    if callable(to_dict):
+        return to_dict()
+    return str(obj)
+
+
+def _finite(obj: Any) -> Any:
+    """Replace NaN / infinities (not JSON) by None, recursively."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _dumps(obj: Any) -> bytes:
+    try:
+        return json.dumps(obj, default=_json_default, allow_nan=False).encode("utf-8")
+    except ValueError:                    # e.g. fps = inf before the first frame: strict JSON anyway
+        return json.dumps(_finite(json.loads(json.dumps(obj, default=_json_default))),
+                          allow_nan=False).encode("utf-8")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _unknown_field_message(name: str, exc: BaseException) -> str:
+    detail = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    return str(detail) if name in str(detail) else f"unknown field {name!r}: {detail}"
+
+
+class RequestError(Exception):
+    """Raised inside a handler to answer `status` with `{"error": message}`."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+# --------------------------------------------------------------------------------------
+# server
+# --------------------------------------------------------------------------------------
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    hook: "HookServer"
+
+    def handle_error(self, request, client_address) -> None:   # noqa: D401 - stdlib hook
+        # The handler already answers its own exceptions; this catches socket-level trouble.
+        log.warning("hook server: error while serving %s", client_address, exc_info=True)
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "MMADeskHooks/1.0"
+    protocol_version = "HTTP/1.0"         # one request per connection: simple and robust
+    timeout = 15                          # seconds a silent client may hold a handler thread
+    error_content_type = "application/json"
+
+    # -- plumbing ---------------------------------------------------------------------
+    def log_message(self, format: str, *args: Any) -> None:   # noqa: A002 - stdlib signature
+        log.debug("%s - %s", self.address_string(), format % args)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Used by the stdlib for malformed request lines, unsupported methods, ...: answer JSON."""
+        self.close_connection = True
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"    # garbage request line: still answer with headers
+        text = message or self.responses.get(code, ("error",))[0]
+        self._send_json(code, {"error": text})
+
+    def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        body = _dumps(payload)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        self.wfile.flush()
+
+    def _dispatch(self) -> None:
+        hook = self.server.hook
+        hook._count("requests")
+        try:
+            split = urllib.parse.urlsplit(self.path)   # the stdlib already folded a leading "//"
+            path = split.path.rstrip("/") or "/"
+            query = urllib.parse.parse_qs(split.query, keep_blank_values=True)
+            methods = hook.routes.get(path)
+            if methods is None:
+                raise RequestError(404, f"unknown route {path!r}; see GET /api/diagnostics "
+                                        f"for the route list")
+            method = "GET" if self.command == "HEAD" else self.command
+            handler = methods.get(method)
+            if handler is None:
+                allow = ", ".join(sorted(methods))
+                raise RequestError(405, f"method {self.command} not allowed on {path}; use {allow}",
+                                   {"Allow": allow})
+            body = self._read_json() if method == "POST" else None
+            status, payload = handler(query, body)
+            self._send_json(status, payload)
+        except RequestError as exc:
+            hook._count("client_errors" if exc.status < 500 else "server_errors")
+            log.debug("hook %s %s -> %d %s", self.command, self.path, exc.status, exc.message)
+            if exc.status in (411, 413):
+                self.close_connection = True
+            self._send_json(exc.status, {"error": exc.message}, exc.headers)
+            if exc.status == 413:
+                self._drain_after_reject()
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            log.debug("hook client went away during %s %s: %s", self.command, self.path, exc)
+        except Exception as exc:          # a handler bug must never kill the server
+            hook._count("server_errors")
+            log.exception("hook handler crashed on %s %s", self.command, self.path)
+            try:
+                self._send_json(500, {"error": f"internal error: {type(exc).__name__}: {exc}"})
+            except OSError as send_exc:
+                log.debug("could not send the 500 answer: %s", send_exc)
+
+    def _read_json(self) -> Any:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            raise RequestError(411, "chunked bodies are not supported; send Content-Length")
+        raw_len = self.headers.get("Content-Length")
+        if raw_len is None:
+            raise RequestError(411, "POST needs a Content-Length header")
+        try:
+            length = int(raw_len)
+        except ValueError:
+            raise RequestError(400, f"bad Content-Length {raw_len!r}") from None
+        if length < 0:
+            raise RequestError(400, f"bad Content-Length {raw_len!r}")
+        limit = self.server.hook.max_body
+        if length > limit:
+            raise RequestError(413, f"body of {length} bytes is over the {limit}-byte limit")
+        data = self.rfile.read(length) if length else b""
+        if len(data) < length:
+            raise RequestError(400, f"body ended after {len(data)} of {length} bytes")
+        if not data.strip():
+            raise RequestError(400, "empty body; send a JSON object")
+        try:
+            body = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+        except UnicodeDecodeError as exc:
+            raise RequestError(400, f"body is not UTF-8: {exc}") from None
+        except ValueError as exc:         # JSONDecodeError, NaN / Infinity
+            raise RequestError(400, f"malformed JSON: {exc}") from None
+        except RecursionError:
+            raise RequestError(400, "malformed JSON: nested too deeply") from None
+        if not isinstance(body, dict):
+            raise RequestError(400, f"body must be a JSON object, got {type(body).__name__}")
+        return body
+
+    def _drain_after_reject(self) -> None:
+        """After a 413, let the client finish sending so it can read the answer (no RST race).
+
+        Reads and discards at most the body limit, with a short timeout, then closes.
+        """
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(2.0)
+            left = self.server.hook.max_body
+            while left > 0:
+                chunk = self.connection.recv(min(65536, left))
+                if not chunk:
+                    break
+                left -= len(chunk)
+        except OSError as exc:
+            log.debug("drain after 413 ended: %s", exc)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
+
+
+class HookServer:
+    """Loopback-only JSON hook API over `app` (see module docstring for the contract)."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *,
+                 action_timeout: float = DEFAULT_ACTION_TIMEOUT, max_body: int = MAX_BODY_BYTES):
+        if not isinstance(host, str) or not is_loopback_host(host):
+            raise ValueError(f"hook server refuses host {host!r}: it binds loopback only "
+                             f"(127.0.0.0/8, ::1 or localhost)")
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+            raise ValueError(f"bad hook port {port!r}")
+        self.app = app
+        self.host = host
+        self.requested_port = port
+        self.action_timeout = float(action_timeout)
+        self.max_body = int(max_body)
+        self.port: int | None = None
+        self.bind_host: str | None = None
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._pending: dict[int, concurrent.futures.Future] = {}
+        self._outcomes: collections.OrderedDict[int, dict] = collections.OrderedDict()
+        self._recorded: dict[int, threading.Event] = {}
+        self._counters = collections.Counter()
+        self._started_at: float | None = None
+        self.routes: dict[str, dict[str, Callable[[dict, Any], tuple[int, Any]]]] = {
+            "/status": {"GET": self._get_status},
+            "/api/gui/state": {"GET": self._get_state},
+            "/api/gui/value": {"GET": self._get_value},
+            "/api/gui": {"POST": self._post_action},
+            "/api/gui/action": {"GET": self._get_action},
+            "/api/gui/mma_status": {"GET": self._get_mma_status},
+            "/api/mma/approve": {"POST": self._post_approve},
+            "/api/session": {"GET": self._get_session},
+            "/api/performance": {"GET": self._get_performance},
+            "/api/diagnostics": {"GET": self._get_diagnostics},
+        }
+
+    # -- lifecycle ------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("hook server is not started")
+        host = self.bind_host or self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> int:
+        """Bind, serve in a daemon thread, log the URL; returns the bound port."""
+        if self._httpd is not None:
+            raise RuntimeError("hook server already started")
+        if not is_loopback_host(self.host):      # re-checked: the name could resolve differently now
+            raise ValueError(f"hook server refuses host {self.host!r}: loopback only")
+        try:
+            literal = ipaddress.ip_address(self.host)
+        except ValueError:
+            literal = None                        # "localhost": bind its IPv4 loopback
+        bind_host = str(literal) if literal is not None else "127.0.0.1"
+        cls = _Server6 if literal is not None and literal.version == 6 else _Server
+        try:
+            httpd = cls((bind_host, self.requested_port), _Handler)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot bind the hook API to {bind_host}:{self.requested_port}: "
+                                     f"{exc.strerror} (port 0 picks a free one)") from exc
+        httpd.hook = self
+        self.bind_host = bind_host
+        self._httpd = httpd
+        self.port = httpd.server_address[1]
+        self._started_at = time.monotonic()
+        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"hook-server-{self.port}", daemon=True)
+        self._thread.start()
+        # WARNING: an open control port deserves notice, and the line reaches stderr even when
+        # logging is not configured (scripts read the URL from it; gui_2.main also prints it).
+        log.warning("hook API listening on %s (test hooks enabled; loopback only)", self.url)
+        return self.port
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving and close the listening socket. Safe to call twice."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        httpd.shutdown()
+        httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.error("hook server thread did not stop within %ss", timeout)
+        log.info("hook API on port %s stopped", self.port)
+
+    def __enter__(self) -> "HookServer":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # -- bookkeeping ------------------------------------------------------------------------
+    def _count(self, name: str) -> None:
+        with self._lock:
+            self._counters[name] += 1
+
+    def pending_action_count(self) -> int:
+        with self._lock:
+            return sum(1 for f in self._pending.values() if not f.done())
+
+    def _record(self, action_id: int, future: concurrent.futures.Future, action: dict) -> None:
+        """Done-callback: remember the outcome; a failed un-waited action is logged, not lost."""
+        outcome: dict[str, Any] = {"action_id": action_id, "action": action.get("action"), "done": True}
+        if future.cancelled():
+            outcome.update(ok=False, error="cancelled")
+        elif future.exception() is not None:
+            exc = future.exception()
+            outcome.update(ok=False, error=f"{type(exc).__name__}: {exc}")
+            log.warning("hook action %d (%s) failed: %s", action_id, action.get("action"), exc)
+        else:
+            result = future.result()
+            outcome.update(ok=True, result=result)
+        # The frame published when the action resolved: a waited caller is answered only once a
+        # later frame is published, so its next read sees the change (read-your-writes).
+        outcome["resolved_at_frame"] = self._published_frame()
+        with self._lock:
+            self._pending.pop(action_id, None)
+            self._outcomes[action_id] = outcome
+            while len(self._outcomes) > ACTION_HISTORY:
+                self._outcomes.popitem(last=False)
+            recorded = self._recorded.pop(action_id, None)
+        if recorded is not None:
+            recorded.set()
+
+    def _submit(self, action: dict) -> tuple[int, concurrent.futures.Future]:
+        try:
+            future = self.app.submit_action(action)
+        except ValueError as exc:
+            raise RequestError(400, str(exc)) from None
+        action_id = next(self._ids)
+        with self._lock:
+            self._pending[action_id] = future
+            self._recorded[action_id] = threading.Event()
+        future.add_done_callback(lambda f: self._record(action_id, f, action))
+        return action_id, future
+
+    def _await(self, action_id: int, future: concurrent.futures.Future, action: dict,
+               not_found_is_404: bool = False) -> dict:
+        try:
+            result = future.result(timeout=self.action_timeout)
+        except concurrent.futures.TimeoutError:
+            raise RequestError(504, f"action {action_id} ({action.get('action')}) was not applied "
+                                    f"within {self.action_timeout:g}s; the GUI thread may be stalled "
+                                    f"(it may still be applied later: GET /api/gui/action?id={action_id})"
+                               ) from None
+        except concurrent.futures.CancelledError:
+            raise RequestError(409, f"action {action_id} was cancelled by the app") from None
+        except (ValueError, KeyError) as exc:
+            msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            raise RequestError(404 if not_found_is_404 else 400, str(msg)) from None
+        published = self._wait_published(action_id, deadline=time.monotonic() + self.action_timeout)
+        out = {**result} if isinstance(result, dict) else {"ok": True, "result": result}
+        out["action_id"] = action_id
+        if not published:
+            out["published"] = False
+        return out
+
+    def _published_frame(self) -> int | None:
+        try:
+            frame = self.app.get_state_snapshot().get("frame_count")
+        except Exception:                 # never let bookkeeping break the resolving thread
+            log.exception("could not read frame_count from the app snapshot")
+            return None
+        return frame if isinstance(frame, int) else None
+
+    def _wait_published(self, action_id: int, deadline: float) -> bool:
+        """Wait (bounded) until a frame after the one where the action resolved is published."""
+        with self._lock:
+            recorded = self._recorded.get(action_id)
+        # future.result() can return before the done-callback has recorded the outcome
+        if recorded is not None and not recorded.wait(max(0.0, deadline - time.monotonic())):
+            return False
+        with self._lock:
+            outcome = self._outcomes.get(action_id)
+        resolved = outcome.get("resolved_at_frame") if outcome else None
+        if resolved is None:
+            return True                   # no frame counter to go by
+        while True:
+            frame = self._published_frame()
+            if frame is None or frame > resolved:
+                return True
+            if time.monotonic() >= deadline:
+                log.warning("action %d applied, but no new frame was published within %gs",
+                            action_id, self.action_timeout)
+                return False
+            time.sleep(0.005)
+
+    def _snapshot(self) -> dict:
+        snap = self.app.get_state_snapshot()
+        if not isinstance(snap, dict):
+            raise TypeError(f"app.get_state_snapshot() returned {type(snap).__name__}, not dict")
+        return snap
+
+    # -- validation -------------------------------------------------------------------------
+    def _check_field(self, name: Any) -> None:
+        if not isinstance(name, str) or not name:
+            raise RequestError(400, "'field' must be a non-empty string")
+        try:
+            self.app.get_field(name)
+        except (KeyError, ValueError, AttributeError) as exc:
+            raise RequestError(400, _unknown_field_message(name, exc)) from None
+
+    def _validate_action(self, action: dict) -> None:
+        kind = action.get("action")
+        if not isinstance(kind, str) or not kind:
+            raise RequestError(400, "body needs \"action\": one of " + ", ".join(KNOWN_ACTIONS)
+                               + " (or another action the app supports)")
+        if kind == "set_value":
+            self._check_field(action.get("field"))
+            if "value" not in action:
+                raise RequestError(400, "set_value needs \"value\"")
+        elif kind == "click":
+            item = action.get("item")
+            if not isinstance(item, str) or not item:
+                raise RequestError(400, "click needs \"item\": a non-empty string")
+            if "args" in action and not isinstance(action["args"], dict):
+                raise RequestError(400, "click \"args\" must be an object")
+        elif kind == "approve":
+            self._validate_approval(action)
+
+    @staticmethod
+    def _validate_approval(body: dict) -> None:
+        rid = body.get("request_id")
+        if not isinstance(rid, str) or not rid:
+            raise RequestError(400, "\"request_id\" must be a non-empty string")
+        if not isinstance(body.get("approved"), bool):
+            raise RequestError(400, "\"approved\" must be true or false")
+        for key in ("prompt", "context_md"):
+            if key in body and not isinstance(body[key], str):
+                raise RequestError(400, f"\"{key}\" must be a string")
+        if "args" in body and not isinstance(body["args"], dict):
+            raise RequestError(400, "\"args\" must be an object")
+        unknown = set(body) - {"action", "request_id", "approved", "prompt", "context_md", "args", "wait"}
+        if unknown:
+            raise RequestError(400, f"unknown approval field(s): {', '.join(sorted(unknown))}")
+
+    # -- routes -------------------------------------------------------------------------------
+    def _get_status(self, query: dict, body: Any) -> tuple[int, Any]:
+        snap = self._snapshot()
+        return 200, {"ok": True, "frame_count": snap.get("frame_count"), "fps": snap.get("fps"),
+                     "provider": snap.get("provider")}
+
+    def _get_state(self, query: dict, body: Any) -> tuple[int, Any]:
+        return 200, self._snapshot()
+
+    def _get_value(self, query: dict, body: Any) -> tuple[int, Any]:
+        names = query.get("field")
+        if not names or not names[0]:
+            raise RequestError(400, "missing query parameter 'field' (GET /api/gui/value?field=NAME)")
+        name = names[0]
+        try:
+            value = self.app.get_field(name)
+        except (KeyError, ValueError, AttributeError) as exc:
+            raise RequestError(400, _unknown_field_message(name, exc)) from None
+        return 200, {"field": name, "value": value}
+
+    def _post_action(self, query: dict, body: dict) -> tuple[int, Any]:
+        wait_q = (query.get("wait") or [""])[0].lower() in ("1", "true", "yes")
+        wait_b = body.pop("wait", False)
+        if not isinstance(wait_b, bool):
+            raise RequestError(400, "\"wait\" must be true or false")
+        self._validate_action(body)
+        known = body["action"] in KNOWN_ACTIONS
+        action_id, future = self._submit(body)
+        # An app that rejects an action at once (unknown field, item, ...) is answered at once,
+        # even un-waited: a 202 for an action that can never apply would hide the mistake.
+        if wait_q or wait_b or not known or future.done():
+            return 200, self._await(action_id, future, body,
+                                    not_found_is_404=body["action"] == "approve")
+        return 202, {"queued": True, "action_id": action_id}
+
+    def _get_action(self, query: dict, body: Any) -> tuple[int, Any]:
+        raw = (query.get("id") or [""])[0]
+        try:
+            action_id = int(raw)
+        except ValueError:
+            raise RequestError(400, "query parameter 'id' must be an integer action id") from None
+        with self._lock:
+            if action_id in self._outcomes:
+                return 200, self._outcomes[action_id]
+            if action_id in self._pending:
+                return 200, {"action_id": action_id, "done": False}
+        raise RequestError(404, f"no record of action {action_id} (unknown or too old)")
+
+    def _get_mma_status(self, query: dict, body: Any) -> tuple[int, Any]:
+        snap = self._snapshot()
+        return 200, {k: snap.get(k) for k in MMA_KEYS}
+
+    def _post_approve(self, query: dict, body: dict) -> tuple[int, Any]:
+        body.pop("wait", None)
+        body.pop("action", None)
+        self._validate_approval(body)
+        action = {"action": "approve", **body}
+        action_id, future = self._submit(action)
+        return 200, self._await(action_id, future, action, not_found_is_404=True)
+
+    def _get_session(self, query: dict, body: Any) -> tuple[int, Any]:
+        snap = self._snapshot()
+        out = {k: snap.get(k) for k in SESSION_KEYS if k in snap}
+        for k, v in snap.items():
+            if k.startswith(SESSION_PREFIXES):
+                out[k] = v
+        return 200, out
+
+    def _get_performance(self, query: dict, body: Any) -> tuple[int, Any]:
+        return 200, self.app.get_performance()
+
+    def _get_diagnostics(self, query: dict, body: Any) -> tuple[int, Any]:
+        with self._lock:
+            counters = dict(self._counters)
+        return 200, {
+            "performance": self.app.get_performance(),
+            "threads": sorted(t.name for t in threading.enumerate()),
+            "pending_actions": self.pending_action_count(),
+            "server": {"url": self.url, "uptime_s": round(time.monotonic() - (self._started_at or 0), 3),
+                       "action_timeout_s": self.action_timeout, "max_body_bytes": self.max_body,
+                       **counters},
+            "routes": {path: sorted(m) for path, m in self.routes.items()},
+        }
+
+
+# --------------------------------------------------------------------------------------
+# client
+# --------------------------------------------------------------------------------------
+class HookError(RuntimeError):
+    """The hook API answered an error (`status` is the HTTP status, `message` the server's text)."""
+
+    def __init__(self, message: str, status: int | None = None, payload: Any = None):
+        super().__init__(f"HTTP {status}: {message}" if status is not None else message)
+        self.status = status
+        self.message = message
+        self.payload = payload
+
+
+class AppGoneError(HookError):
+    """The app is not there: connection refused, reset or closed before an answer."""
+
+
+class HookTimeoutError(HookError):
+    """The server did not answer within the client's timeout."""
+
+
+class ApiHookClient:
+    """Stdlib (urllib) client for `HookServer`. Every call raises `HookError` subclasses on failure."""
+
+    def __init__(self, base_url: str = f"http://127.0.0.1:{DEFAULT_PORT}", timeout: float = 5.0):
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    # -- transport ------------------------------------------------------------------------
+    def _request(self, method: str, path: str, body: Any = None, query: dict | None = None,
+                 timeout: float | None = None) -> Any:
+        url = self.base_url + path
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        data = None
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            data = json.dumps(body).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        req = urllib.request.Request(url, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                payload = json.loads(raw.decode("utf-8"))
+                message = payload.get("error", raw.decode("utf-8", "replace")) if isinstance(payload, dict) \
+                    else str(payload)
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                payload, message = None, raw.decode("utf-8", "replace") or exc.reason
+            raise HookError(str(message), status=exc.code, payload=payload) from None
+        except urllib.error.URLError as exc:
+            reason = exc.reason
+            if isinstance(reason, (TimeoutError, socket.timeout)):
+                raise HookTimeoutError(f"{method} {path}: no answer within {timeout or self.timeout}s") from exc
+            if isinstance(reason, (ConnectionError, OSError)):
+                raise AppGoneError(f"{method} {url}: app not reachable ({reason})") from exc
+            raise HookError(f"{method} {url}: {reason}") from exc
+        except (TimeoutError, socket.timeout) as exc:
+            raise HookTimeoutError(f"{method} {path}: no answer within {timeout or self.timeout}s") from exc
+        except (ConnectionError, http.client.RemoteDisconnected, http.client.IncompleteRead) as exc:
+            raise AppGoneError(f"{method} {url}: connection lost ({exc})") from exc
+        try:
+            return json.loads(raw.decode("utf-8")) if raw else None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise HookError(f"{method} {path}: answer is not JSON: {raw[:200]!r}") from exc
+
+    def _get(self, path: str, **query: Any) -> Any:
+        return self._request("GET", path, query=query or None)
+
+    def _post(self, path: str, body: dict, wait: bool = False) -> Any:
+        # A waited action may legitimately take the server's whole action timeout.
+        timeout = max(self.timeout, DEFAULT_ACTION_TIMEOUT + 5) if wait else None
+        return self._request("POST", path, body=body, query={"wait": 1} if wait else None,
+                             timeout=timeout)
+
+    # -- API ------------------------------------------------------------------------------------
+    def wait_for_server(self, timeout: float = 10) -> bool:
+        """Poll GET /status until it answers ok; False if it did not within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if (self.get_status() or {}).get("ok"):
+                    return True
+            except HookError as exc:
+                log.debug("waiting for hook server: %s", exc)
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+
+    def get_status(self) -> dict:
+        return self._get("/status")
+
+    def get_state(self) -> dict:
+        return self._get("/api/gui/state")
+
+    def get_value(self, field: str) -> Any:
+        return self._get("/api/gui/value", field=field)["value"]
+
+    def post_action(self, action: dict, wait: bool = True) -> dict:
+        """Send any action dict (e.g. an app-specific one such as "screenshot")."""
+        return self._post("/api/gui", dict(action), wait=wait)
+
+    def get_action(self, action_id: int) -> dict:
+        return self._get("/api/gui/action", id=action_id)
+
+    def set_value(self, field: str, value: Any, wait: bool = True) -> dict:
+        return self.post_action({"action": "set_value", "field": field, "value": value}, wait=wait)
+
+    def click(self, item: str, wait: bool = True, **args: Any) -> dict:
+        action: dict[str, Any] = {"action": "click", "item": item}
+        if args:
+            action["args"] = args
+        return self.post_action(action, wait=wait)
+
+    def get_mma_status(self) -> dict:
+        return self._get("/api/gui/mma_status")
+
+    def get_session(self) -> dict:
+        return self._get("/api/session")
+
+    def get_performance(self) -> dict:
+        return self._get("/api/performance")
+
+    def get_diagnostics(self) -> dict:
+        return self._get("/api/diagnostics")
+
+    def approve(self, request_id: str, approved: bool = True, **edits: Any) -> dict:
+        """Answer a pending approval; `edits` may be prompt=, context_md=, args=."""
+        return self._post("/api/mma/approve", {"request_id": request_id, "approved": approved, **edits},
+                          wait=True)
+
+    # -- polling helpers (test-driver side; the app itself never polls) ----------------------
+    def wait_for(self, predicate: Callable[[], Any], timeout: float, interval: float = 0.1,
+                 message: str = "condition") -> Any:
+        """Call `predicate()` until it returns something truthy (returned); TimeoutError otherwise."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"timed out after {timeout}s waiting for {message}")
+            time.sleep(interval)
+
+    def wait_for_approval(self, kind: str | None = None, timeout: float = 30.0,
+                          ticket_id: str | None = None, interval: float = 0.05) -> dict:
+        """Wait until a pending approval (optionally of `kind` / for `ticket_id`) is listed; return it."""
+        def find() -> dict | None:
+            for req in self.get_mma_status().get("pending_approvals") or []:
+                if kind is not None and req.get("kind") != kind:
+                    continue
+                if ticket_id is not None and req.get("ticket_id") != ticket_id:
+                    continue
+                return req
+            return None
+        what = "a pending approval" + (f" of kind {kind!r}" if kind else "") + \
+               (f" for ticket {ticket_id!r}" if ticket_id else "")
+        return self.wait_for(find, timeout, interval, message=what)

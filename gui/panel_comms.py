@@ -1,0 +1,124 @@
+"""Comms log panel: every request/response/tool/retry/error entry, filterable, clipped.
+
+`draw(comms)` draws into the current window; the app calls `comms.drain()`
+once per frame (before drawing).  Rows are drawn with `imgui.ListClipper`, so a
+10k-entry log costs only the visible rows.  Clicking a row shows its full
+payload below the table.  Labels tests rely on: combos "##comms_kind",
+"##comms_provider", "##comms_direction" (find combos by full path, e.g.
+"//Comms/##comms_kind"), the text box "##comms_filter",
+"Clear##comms", "Follow##comms", the table "comms_table" whose rows are selectables "#<seq>",
+and the payload view "##comms_payload".
+"""
+from __future__ import annotations
+
+from imgui_bundle import imgui
+
+from gui.context_state import CommsLog
+from gui.panel_project import DIM_COLOR, ERROR_COLOR
+
+DIRECTION_COLORS = {"OUT": imgui.ImVec4(0.45, 0.75, 1.0, 1.0), "IN": imgui.ImVec4(0.55, 0.9, 0.55, 1.0)}
+DETAILS_HEIGHT = 150.0
+
+
+def _filter_combo(title: str, widget_id: str, current: str, choices: list[str], width: float) -> str | None:
+    chosen = None
+    imgui.align_text_to_frame_padding()
+    imgui.text(title)
+    imgui.same_line(0, 4)
+    imgui.set_next_item_width(width)
+    if imgui.begin_combo(widget_id, current or "all"):
+        for choice in ["", *choices]:
+            if imgui.selectable(choice or "all", choice == current)[0] and choice != current:
+                chosen = choice
+        imgui.end_combo()
+    return chosen
+
+
+def draw(comms: CommsLog) -> None:
+    kind = _filter_combo("Kind", "##comms_kind", comms.filter_kind, sorted(comms.kinds), 90)
+    if kind is not None:
+        comms.set_filter(kind=kind)
+    imgui.same_line()
+    provider = _filter_combo("Provider", "##comms_provider", comms.filter_provider, sorted(comms.providers), 80)
+    if provider is not None:
+        comms.set_filter(provider=provider)
+    imgui.same_line()
+    direction = _filter_combo("Dir", "##comms_direction", comms.filter_direction, ["OUT", "IN"], 55)
+    if direction is not None:
+        comms.set_filter(direction=direction)
+    imgui.set_next_item_width(-230)
+    changed, text = imgui.input_text_with_hint("##comms_filter", "filter text", comms.filter_text)
+    imgui.set_item_tooltip("words that must all appear (kind, provider, model or payload)")
+    if changed:
+        comms.set_filter(text=text)
+    imgui.same_line()
+    if imgui.small_button("Clear##comms"):
+        comms.clear()
+    imgui.same_line()
+    _, comms.follow = imgui.checkbox("Follow##comms", comms.follow)
+    imgui.same_line()
+    rows = comms.visible()
+    dropped = f", {comms.dropped:,} oldest dropped" if comms.dropped else ""
+    imgui.text_colored(DIM_COLOR, f"{len(rows):,}/{len(comms.rows):,} entries{dropped}")
+
+    selected = comms.selected
+    table_height = -(DETAILS_HEIGHT if selected is not None else 1.0)
+    flags = (imgui.TableFlags_.scroll_y | imgui.TableFlags_.scroll_x | imgui.TableFlags_.row_bg
+             | imgui.TableFlags_.borders_inner_v | imgui.TableFlags_.resizable
+             | imgui.TableFlags_.sizing_fixed_fit)
+    if imgui.begin_table("comms_table", 9, flags, imgui.ImVec2(0, table_height)):
+        imgui.table_setup_scroll_freeze(0, 1)
+        imgui.table_setup_column("#", imgui.TableColumnFlags_.width_fixed, 44)
+        imgui.table_setup_column("Time", imgui.TableColumnFlags_.width_fixed, 86)
+        imgui.table_setup_column("Dir", imgui.TableColumnFlags_.width_fixed, 30)
+        imgui.table_setup_column("Kind", imgui.TableColumnFlags_.width_fixed, 70)
+        imgui.table_setup_column("Provider", imgui.TableColumnFlags_.width_fixed, 62)
+        imgui.table_setup_column("Model", imgui.TableColumnFlags_.width_fixed, 120)
+        imgui.table_setup_column("In", imgui.TableColumnFlags_.width_fixed, 48)
+        imgui.table_setup_column("Out", imgui.TableColumnFlags_.width_fixed, 48)
+        imgui.table_setup_column("Payload", imgui.TableColumnFlags_.width_fixed, 600)
+        imgui.table_headers_row()
+        at_bottom = imgui.get_scroll_y() >= imgui.get_scroll_max_y() - 2
+        clipper = imgui.ListClipper()
+        clipper.begin(len(rows))
+        while clipper.step():
+            for i in range(clipper.display_start, clipper.display_end):
+                row = rows[i]
+                imgui.table_next_row()
+                imgui.table_next_column()
+                clicked, _ = imgui.selectable(f"#{row.seq}", row.seq == comms.selected_seq,
+                                              imgui.SelectableFlags_.span_all_columns)
+                if clicked:
+                    comms.select(None if row.seq == comms.selected_seq else row.seq)
+                imgui.table_next_column()
+                imgui.text(row.time_str)
+                imgui.table_next_column()
+                imgui.text_colored(DIRECTION_COLORS.get(row.direction, DIM_COLOR), row.direction)
+                imgui.table_next_column()
+                if row.kind == "error":
+                    imgui.text_colored(ERROR_COLOR, row.kind)
+                else:
+                    imgui.text(row.kind)
+                imgui.table_next_column()
+                imgui.text(row.provider)
+                imgui.table_next_column()
+                imgui.text(row.model)
+                imgui.table_next_column()
+                imgui.text("" if row.tokens_in is None else f"{row.tokens_in:,}")
+                imgui.table_next_column()
+                imgui.text("" if row.tokens_out is None else f"{row.tokens_out:,}")
+                imgui.table_next_column()
+                imgui.text(row.preview)
+        clipper.end()
+        if at_bottom and comms.follow:
+            imgui.set_scroll_here_y(1.0)
+        imgui.end_table()
+
+    if selected is not None:
+        imgui.text(f"#{selected.seq} {selected.direction} {selected.kind} · {selected.provider} "
+                   f"{selected.model} · {selected.time_str}")
+        imgui.same_line()
+        if imgui.small_button("Close##comms_payload"):
+            comms.select(None)
+        imgui.input_text_multiline("##comms_payload", comms.selected_payload(),
+                                   imgui.ImVec2(-1, -1), imgui.InputTextFlags_.read_only)

@@ -1,0 +1,164 @@
+"""Project panel: which files (and in which view mode) and screenshots go to the model.
+
+`draw(state)` draws into the current window (the app mounts it in a dockable
+window).  Widget labels tests rely on: "##project_folder", "Open", "Reload",
+"Save project", "Save anyway", "##new_file_path", "##new_file_mode", "Add file",
+table "files_table" with per-row combos "##mode_<i>" and buttons
+"Remove##file_<i>", "##screenshot_path", "Add screenshot", "Remove##shot_<i>".
+(Combos are only found by full path, e.g. "//Project/files_table/##mode_0".)
+"""
+from __future__ import annotations
+
+from imgui_bundle import imgui
+
+from gui import theme
+from gui.context_state import ContextState
+from project import FILE_MODES
+
+ERROR_COLOR = imgui.ImVec4(*theme.ERROR_TEXT)
+DIM_COLOR = imgui.ImVec4(*theme.MUTED_TEXT)
+HINT_COLOR = imgui.ImVec4(*theme.HINT_TEXT)
+MODE_HELP = {
+    "full": "the file as it is on disk",
+    "skeleton": "imports, signatures, docstrings; bodies become ...",
+    "curated": "skeleton plus full bodies of functions marked # [HOT] or @core_logic",
+    "outline": "one line per class/function with line ranges",
+}
+
+
+def mode_combo(label: str, current: str, width: float = 110.0) -> str | None:
+    """A view-mode combo; returns the newly chosen mode or None."""
+    chosen = None
+    imgui.set_next_item_width(width)
+    if imgui.begin_combo(label, current):
+        for mode in FILE_MODES:
+            if imgui.selectable(mode, mode == current)[0] and mode != current:
+                chosen = mode
+            imgui.set_item_tooltip(MODE_HELP.get(mode, ""))
+        imgui.end_combo()
+    return chosen
+
+
+def draw_errors(state: ContextState, sources: tuple[str, ...], label: str) -> None:
+    """The recent errors of some sources, newest last, with a Clear button."""
+    errors = [e for e in state.errors if e.source in sources]
+    if not errors:
+        return
+    for err in errors[-4:]:
+        imgui.push_style_color(imgui.Col_.text, ERROR_COLOR)
+        imgui.text_wrapped(f"{err.source}: {err.message}")
+        imgui.pop_style_color()
+        if err.hint:
+            imgui.push_style_color(imgui.Col_.text, HINT_COLOR)
+            imgui.text_wrapped(f"  {err.hint}")
+            imgui.pop_style_color()
+    if imgui.small_button(f"Clear errors##{label}"):
+        for err in errors:
+            state.errors.remove(err)
+
+
+def _fmt(n: int) -> str:
+    return f"{n:,}"
+
+
+def draw(state: ContextState) -> None:
+    inputs = state.inputs
+    # -- project folder ------------------------------------------------------------
+    imgui.text("Project:")
+    imgui.same_line()
+    imgui.text_colored(DIM_COLOR, str(state.project_dir))
+    if state.project_error:
+        imgui.push_style_color(imgui.Col_.text, ERROR_COLOR)
+        imgui.text_wrapped(f"Project file problem (working from the last good settings): "
+                           f"{state.project_error}")
+        imgui.pop_style_color()
+    imgui.set_next_item_width(-imgui.calc_text_size("Open").x - 2 * imgui.get_style().frame_padding.x
+                              - imgui.get_style().item_spacing.x)
+    entered, inputs.open_path = imgui.input_text_with_hint(
+        "##project_folder", "project folder", inputs.open_path, imgui.InputTextFlags_.enter_returns_true)
+    imgui.same_line()
+    if imgui.button("Open") or entered:
+        state.open_project(inputs.open_path)
+    if imgui.button("Save project"):
+        state.save()
+    imgui.same_line()
+    if imgui.button("Reload"):
+        state.reload()
+    if state.save_blocked:
+        imgui.same_line()
+        if imgui.button("Save anyway"):
+            state.save(overwrite_broken=True)
+        imgui.set_item_tooltip("overwrite the broken project file; a .broken-<time> copy is kept")
+    draw_errors(state, ("project", "provider"), "project")
+
+    # -- files ---------------------------------------------------------------------
+    imgui.separator_text("Files")
+    imgui.set_next_item_width(-180)
+    entered, inputs.new_file_path = imgui.input_text_with_hint(
+        "##new_file_path", "path or glob", inputs.new_file_path, imgui.InputTextFlags_.enter_returns_true)
+    imgui.set_item_tooltip("relative to the project folder, e.g. src/app.py or src/**/*.py")
+    imgui.same_line()
+    new_mode = mode_combo("##new_file_mode", inputs.new_file_mode, 95)
+    if new_mode:
+        inputs.new_file_mode = new_mode
+    imgui.same_line()
+    if (imgui.button("Add file") or entered) and state.add_file(inputs.new_file_path, inputs.new_file_mode):
+        inputs.new_file_path = ""
+
+    # Rows are recomputed at the next poll(); until then a changed entry shows "…".
+    rows = {(r.path, r.mode): r for r in state.file_rows}
+    flags = (imgui.TableFlags_.borders_inner_h | imgui.TableFlags_.row_bg
+             | imgui.TableFlags_.sizing_stretch_prop)
+    if imgui.begin_table("files_table", 4, flags):
+        imgui.table_setup_column("File", imgui.TableColumnFlags_.width_stretch)
+        imgui.table_setup_column("Mode", imgui.TableColumnFlags_.width_fixed, 110)
+        imgui.table_setup_column("Tokens", imgui.TableColumnFlags_.width_fixed, 70)
+        imgui.table_setup_column("##remove", imgui.TableColumnFlags_.width_fixed, 60)
+        imgui.table_headers_row()
+        remove = None
+        for i, entry in enumerate(state.config.files):
+            row = rows.get((entry.path, entry.mode))
+            imgui.table_next_row()
+            imgui.table_next_column()
+            imgui.text(entry.path)
+            if row is not None and row.n_files != 1 and not row.errors:
+                imgui.same_line()
+                imgui.text_colored(DIM_COLOR, f"({row.n_files} files)")
+            if row is not None and row.errors:
+                imgui.same_line()
+                imgui.text_colored(ERROR_COLOR, "(!)")
+                imgui.set_item_tooltip("\n".join(row.errors))
+            imgui.table_next_column()
+            chosen = mode_combo(f"##mode_{i}", entry.mode, -1)
+            if chosen:
+                state.set_file_mode(i, chosen)
+            imgui.table_next_column()
+            imgui.text(_fmt(row.tokens) if row is not None else "…")
+            imgui.table_next_column()
+            if imgui.small_button(f"Remove##file_{i}"):
+                remove = i
+        imgui.end_table()
+        if remove is not None:
+            state.remove_file(remove)
+    if not state.config.files:
+        imgui.text_colored(DIM_COLOR, "No files yet: add a path or a glob above.")
+    draw_errors(state, ("files",), "files")
+
+    # -- screenshots -----------------------------------------------------------------
+    imgui.separator_text("Screenshots")
+    imgui.set_next_item_width(-120)
+    entered, inputs.screenshot_path = imgui.input_text_with_hint(
+        "##screenshot_path", "image path (png, jpg, ...)", inputs.screenshot_path,
+        imgui.InputTextFlags_.enter_returns_true)
+    imgui.same_line()
+    if (imgui.button("Add screenshot") or entered) and state.add_screenshot(inputs.screenshot_path):
+        inputs.screenshot_path = ""
+    remove = None
+    for i, shot in enumerate(state.config.screenshots):
+        if imgui.small_button(f"Remove##shot_{i}"):
+            remove = i
+        imgui.same_line()
+        imgui.text(shot)
+    if remove is not None:
+        state.remove_screenshot(remove)
+    draw_errors(state, ("screenshots",), "screenshots")
