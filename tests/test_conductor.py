@@ -320,3 +320,24 @@ async def test_parallel_tickets_have_overlapping_start_and_finish_times(stub_pro
     assert a.started_at < b.finished_at and b.started_at < a.finished_at
     snap = engine.snapshot()["tickets"]
     assert all(t["started_at"] and t["finished_at"] for t in snap)
+
+
+async def test_pause_stops_new_spawns_until_resume(stub_provider):
+    stub_providers.GATES["go"] = threading.Event()
+    loop = asyncio.get_running_loop()
+    q = events.AsyncEventQueue()
+    q.bind(loop)
+    track = Track("t_20260101", "t", tickets=[Ticket("A", "a"), Ticket("B", "b", depends_on=["A"])])
+    engine = mac.ConductorEngine(track, q, auto_queue=True, provider=stub_provider("gated", "GatedStreamAdapter"))
+    run = asyncio.create_task(engine.run())
+    while (await asyncio.wait_for(q.get(), 10))[0] != "mma_stream":
+        pass                                          # A is streaming
+    engine.pause()
+    stub_providers.GATES["go"].set()                  # A finishes while paused
+    while engine.dag.tickets["A"].status != COMPLETED or engine.running:
+        await asyncio.wait_for(q.get(), 10)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert engine.dag.tickets["B"].status == TODO and not run.done()
+    engine.resume()
+    assert await asyncio.wait_for(run, 10) == "completed"
