@@ -46,6 +46,8 @@ class TrackDAG:
                 seen.add(dep)
                 self.dependents[dep].append(t.id)
         self._order = self._topological_order()
+        self._position = {tid: i for i, tid in enumerate(self._order)}
+        self._default_critical_path: list[str] | None = None
 
     def _topological_order(self) -> list[str]:
         """Kahn's algorithm, stable in ticket list order; on failure, find and name a cycle."""
@@ -86,9 +88,19 @@ class TrackDAG:
                 if self.tickets[tid].status == TODO
                 and all(self.tickets[d].status == COMPLETED for d in self.tickets[tid].depends_on)]
 
+    def position(self, ticket_id: str) -> int:
+        """Index of the ticket in the topological order."""
+        return self._position[ticket_id]
+
     def critical_path(self, weight: Callable[[Ticket], float] | None = None) -> list[str]:
         """The longest path by total weight (default 1 per ticket), as ticket ids in run order."""
-        weight = weight or (lambda _t: 1.0)
+        if weight is None:                     # the shape never changes: compute once
+            if self._default_critical_path is None:
+                self._default_critical_path = self._longest_path(lambda _t: 1.0)
+            return list(self._default_critical_path)
+        return self._longest_path(weight)
+
+    def _longest_path(self, weight: Callable[[Ticket], float]) -> list[str]:
         best: dict[str, float] = {}
         prev: dict[str, str | None] = {}
         for tid in self._order:
@@ -128,6 +140,10 @@ class ExecutionEngine:
     A ready ticket starts when it is queued (every ready ticket is, with
     `auto_queue`; otherwise the user queues it) and, if it is in `step_mode`,
     once its step has been approved.
+
+    Readiness is kept incrementally (a count of unmet dependencies per ticket),
+    so finishing one ticket of a 1,000-ticket track costs its dependents, not a
+    scan of the whole track.  Call `mark_completed` for every completion.
     """
 
     def __init__(self, dag: TrackDAG, auto_queue: bool = False):
@@ -136,6 +152,10 @@ class ExecutionEngine:
         self.queued: set[str] = set()
         self.step_approved: set[str] = set()
         self.paused = False
+        self._completed = {tid for tid, t in dag.tickets.items() if t.status == COMPLETED}
+        self._unmet = {tid: sum(1 for d in set(t.depends_on) if d not in self._completed)
+                       for tid, t in dag.tickets.items()}
+        self._candidates = {tid for tid, n in self._unmet.items() if n == 0 and tid not in self._completed}
 
     def queue(self, ticket_id: str) -> None:
         self._check(ticket_id)
@@ -149,8 +169,15 @@ class ExecutionEngine:
         if ticket_id not in self.dag.tickets:
             raise KeyError(f"no ticket '{ticket_id}' in this track")
 
+    def ready(self) -> list[Ticket]:
+        """`todo` tickets whose dependencies are completed, in topological order."""
+        tickets = self.dag.tickets
+        ready = [tid for tid in self._candidates if tickets[tid].status == TODO]
+        ready.sort(key=self.dag.position)
+        return [tickets[tid] for tid in ready]
+
     def awaiting_step_approval(self) -> list[Ticket]:
-        return [t for t in self.dag.ready() if t.step_mode and t.id not in self.step_approved
+        return [t for t in self.ready() if t.step_mode and t.id not in self.step_approved
                 and (self.auto_queue or t.id in self.queued)]
 
     def tick(self, limit: int | None = None) -> list[Ticket]:
@@ -158,7 +185,7 @@ class ExecutionEngine:
         if self.paused or (limit is not None and limit <= 0):
             return []
         started = []
-        for t in self.dag.ready():
+        for t in self.ready():
             if limit is not None and len(started) >= limit:
                 break
             if not (self.auto_queue or t.id in self.queued):
@@ -170,7 +197,16 @@ class ExecutionEngine:
         return started
 
     def mark_completed(self, ticket_id: str) -> None:
+        """Record a completion (idempotent); dependents whose last dependency this was become ready."""
         self.dag.tickets[ticket_id].status = COMPLETED
+        if ticket_id in self._completed:
+            return
+        self._completed.add(ticket_id)
+        self._candidates.discard(ticket_id)
+        for child in self.dag.dependents[ticket_id]:
+            self._unmet[child] -= 1
+            if self._unmet[child] == 0:
+                self._candidates.add(child)
 
     def mark_blocked(self, ticket_id: str, reason: str) -> None:
         t = self.dag.tickets[ticket_id]
@@ -190,11 +226,12 @@ class ExecutionEngine:
         return out
 
     def is_complete(self) -> bool:
-        return all(t.status == COMPLETED for t in self.dag.tickets.values())
+        return len(self._completed) == len(self.dag.tickets)
 
     def is_stuck(self) -> bool:
         """Nothing running and nothing can ever start (blocked upstream, or empty ready set)."""
-        statuses = [t.status for t in self.dag.tickets.values()]
-        if IN_PROGRESS in statuses or self.is_complete():
+        if self.is_complete():
             return False
-        return not self.dag.ready()
+        if any(t.status == IN_PROGRESS for t in self.dag.tickets.values()):
+            return False
+        return not self.ready()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -82,7 +82,13 @@ class Ticket:
     finished_at: float | None = None   # and of its end (None while running)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # Hand-rolled instead of dataclasses.asdict (which deep-copies every field): the
+        # engine snapshots every ticket on each state update, so this is on a hot path.
+        out = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        out["depends_on"] = list(self.depends_on)
+        out["context_requirements"] = list(self.context_requirements)
+        out["usage"] = {"input": self.usage.input, "output": self.usage.output}
+        return out
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "ticket") -> "Ticket":

@@ -42,6 +42,9 @@ TIER1_STREAM = "Tier 1"
 TIER2_STREAM = "Tier 2 (Tech Lead)"
 TIER4_STREAM = "Tier 4 (QA)"
 DEFAULT_APPROVAL_TIMEOUT = 600.0
+# State updates (events and the on-disk save) are coalesced to at most one per interval:
+# snapshotting a 1,000-ticket track on every completion made the engine O(n^2).
+STATE_EMIT_INTERVAL_S = 0.05
 MAX_RETRIES = 2
 
 TIER1_SYSTEM = """You are Tier 1 (Orchestrator), the product manager of a multi-model coding pipeline.
@@ -442,7 +445,8 @@ class ConductorEngine:
                  require_spawn_approval: bool = False, approval_timeout: float = DEFAULT_APPROVAL_TIMEOUT,
                  base_dir: str = ".", tools_enabled: bool = False, tier_usage: dict | None = None,
                  max_retries: int = MAX_RETRIES, diagnose_failures: bool = True,
-                 on_state_change: Callable[["ConductorEngine"], None] | None = None):
+                 on_state_change: Callable[["ConductorEngine"], None] | None = None,
+                 worker_fn: Callable[..., str] | None = None):
         self.track = track
         self.event_queue = event_queue
         self.provider = provider or ai_client.default_provider()
@@ -457,6 +461,8 @@ class ConductorEngine:
         self.max_retries = max_retries
         self.diagnose_failures = diagnose_failures
         self.on_state_change = on_state_change
+        # The Tier 3 worker; replaceable so the scheduler can be measured with a stub worker.
+        self.worker_fn = worker_fn or run_worker_lifecycle
         self.tier_usage = tier_usage if isinstance(tier_usage, TierUsage) else new_tier_usage()
         if tier_usage is not None and not isinstance(tier_usage, TierUsage):
             self.tier_usage.update(copy.deepcopy(tier_usage))
@@ -473,6 +479,10 @@ class ConductorEngine:
         self._step_requests: dict[str, concurrent.futures.Future] = {}
         self._approvals: set[concurrent.futures.Future] = set()
         self.running: set[str] = set()
+        self._last_emit = float("-inf")
+        self._ticket_dicts: dict[str, dict] = {}
+        self._dirty: set[str] = set(self.dag.tickets)
+        self._emit_handle: asyncio.TimerHandle | None = None
 
     # -- configuration helpers ----------------------------------------------------
     def _model_name(self, tier: str) -> str:
@@ -555,7 +565,10 @@ class ConductorEngine:
         self._on_loop(lambda: setattr(self.engine, "paused", False))
 
     def set_step_mode(self, ticket_id: str, enabled: bool) -> None:
-        self._on_loop(lambda: setattr(self.dag.tickets[ticket_id], "step_mode", bool(enabled)))
+        def apply() -> None:
+            self.dag.tickets[ticket_id].step_mode = bool(enabled)
+            self._touch(ticket_id)
+        self._on_loop(apply)
 
     def abort(self) -> None:
         """Cancel in-flight workers (between stream chunks) and pending approvals."""
@@ -569,17 +582,49 @@ class ConductorEngine:
         self._on_loop(lambda: None)
 
     # -- state snapshots ------------------------------------------------------------------
+    def _touch(self, ticket_id: str) -> None:
+        """The ticket changed: rebuild its dict at the next snapshot (loop thread)."""
+        self._dirty.add(ticket_id)
+
     def snapshot(self) -> dict:
+        """State for the GUI and the disk.  Ticket dicts are rebuilt only for tickets that
+        changed since the last snapshot, so consumers must treat them as read-only."""
         usage = self.tier_usage.snapshot()
-        track = self.track.to_dict()
-        tickets = track.pop("tickets")
-        for t in tickets:
-            t["model"] = self.model_for(self.dag.tickets[t["id"]])
+        for tid in self._dirty:
+            ticket = self.dag.tickets[tid]
+            data = ticket.to_dict()
+            data["model"] = self.model_for(ticket)
+            self._ticket_dicts[tid] = data
+        self._dirty.clear()
+        track = {"id": self.track.id, "title": self.track.title, "description": self.track.description,
+                 "status": self.track.status, "created_at": self.track.created_at,
+                 "updated_at": self.track.updated_at}
+        tickets = [self._ticket_dicts[tid] for tid in self.dag.tickets]
         return {"status": self.status, "active_tier": self.active_tier, "tier_usage": usage,
                 "track": track, "tickets": tickets,
                 "critical_path": self.dag.critical_path()}
 
+    def _request_emit(self) -> None:
+        """Publish state now, or once the interval since the last publish has passed."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            self._emit_state()
+            return
+        if self._emit_handle is not None:
+            return                                   # a trailing publish is already scheduled
+        due = self._last_emit + STATE_EMIT_INTERVAL_S
+        if loop.time() >= due:
+            self._emit_state()
+        else:
+            self._emit_handle = loop.call_at(due, self._trailing_emit)
+
+    def _trailing_emit(self) -> None:
+        self._emit_handle = None
+        self._emit_state()
+
     def _emit_state(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._last_emit = self._loop.time()
         self.track.updated_at = utc_now()
         snap = self.snapshot()
         _queue_put(self.event_queue, self._loop, events.MMA_STATE_UPDATE, snap)
@@ -603,6 +648,7 @@ class ConductorEngine:
         for t in self.dag.tickets.values():      # resume: anything mid-flight starts again
             if t.status == IN_PROGRESS:
                 self.engine.requeue(t.id)
+                self._touch(t.id)
         executor = ThreadPoolExecutor(self.max_workers, thread_name_prefix=f"mma-{self.track.id}")
         running: dict[str, asyncio.Future] = {}
         self.status, self.active_tier = "running", "Tier 3"
@@ -615,7 +661,7 @@ class ConductorEngine:
                     self._start(ticket, running, executor, loop, md_content)
                 self.running = set(running)
                 if running:
-                    self._emit_state()
+                    self._request_emit()
                 elif self.engine.is_complete() or self.engine.is_stuck():
                     break
                 self._wake.clear()
@@ -629,6 +675,9 @@ class ConductorEngine:
         finally:
             executor.shutdown(wait=False, cancel_futures=True)
             self.running = set()
+            if self._emit_handle is not None:
+                self._emit_handle.cancel()
+                self._emit_handle = None
         self.status = ("aborted" if self._aborted else
                        "completed" if self.engine.is_complete() else "blocked")
         self.track.status = self.status
@@ -640,7 +689,8 @@ class ConductorEngine:
         context = WorkerContext(ticket.id, self.model_for(ticket), provider=self.provider)
         ticket.assigned_to = context.model_name
         ticket.started_at, ticket.finished_at = time.time(), None
-        future = loop.run_in_executor(executor, run_worker_lifecycle, ticket, context,
+        self._touch(ticket.id)
+        future = loop.run_in_executor(executor, self.worker_fn, ticket, context,
                                       ticket.context_requirements, self.event_queue, self,
                                       md_content, loop)
         future.add_done_callback(lambda _f: self._kick())
@@ -648,12 +698,15 @@ class ConductorEngine:
 
     def _finish(self, ticket_id: str, future: asyncio.Future) -> None:
         ticket = self.dag.tickets[ticket_id]
+        self._touch(ticket_id)
         exc = future.exception() if not future.cancelled() else None
         if exc is not None:
             log.error("worker for %s raised: %r", ticket_id, exc)
             self.engine.mark_blocked(ticket_id, f"{type(exc).__name__}: {exc}")
         if ticket.status == IN_PROGRESS:         # a worker that did not report a verdict
             self.engine.mark_blocked(ticket_id, "worker ended without a result")
+        if ticket.status == COMPLETED:
+            self.engine.mark_completed(ticket_id)
         retryable = ticket.blocked_reason not in ("spawn rejected by the user",)
         if (ticket.status == BLOCKED and retryable and not self._aborted
                 and ticket.retry_count < self.max_retries):
@@ -661,7 +714,7 @@ class ConductorEngine:
             log.info("ticket %s blocked (%s); retry %d on %s", ticket_id, ticket.blocked_reason,
                      ticket.retry_count, self.model_for(ticket))
             self.engine.requeue(ticket_id)
-        self._emit_state()
+        self._request_emit()
 
     def _ask_step_approvals(self, loop) -> None:
         for ticket in self.engine.awaiting_step_approval():
@@ -669,6 +722,7 @@ class ConductorEngine:
                 continue
             if self.event_queue is None:     # nobody could ever answer: say so, do not hang
                 self.engine.mark_blocked(ticket.id, "step approval needed, but no one is listening")
+                self._touch(ticket.id)
                 continue
             _rid, future = request_approval(self.event_queue, loop, "step", ticket.id, {
                 "description": ticket.description, "model": self.model_for(ticket)})
@@ -678,11 +732,12 @@ class ConductorEngine:
 
     def _step_decided(self, ticket_id: str, future: concurrent.futures.Future) -> None:
         self._step_requests.pop(ticket_id, None)
+        self._touch(ticket_id)
         approved = (not future.cancelled() and future.exception() is None
                     and bool((future.result() or {}).get("approved")))
         if approved:
             self.engine.approve_step(ticket_id)
         elif not self._aborted:
             self.engine.mark_blocked(ticket_id, "step rejected by the user")
-        self._emit_state()
+        self._request_emit()
         self._kick()

@@ -24,6 +24,7 @@ import os
 import re
 import stat
 import threading
+import time
 import tomllib
 from pathlib import Path
 
@@ -129,8 +130,23 @@ def has_key(provider: str) -> bool:
     return get_api_key(provider) is not None
 
 
+_SECRETS_TTL_S = 1.0
+_secrets_cache: dict[str, object] = {"key": None, "at": 0.0, "value": []}
+
+
 def known_secrets() -> list[str]:
-    """Every key value currently configured (env and file, all providers), longest first."""
+    """Every key value currently configured (env and file, all providers), longest first.
+
+    Redaction calls this for every string of every comms-log entry, so the answer is
+    cached for a second per (environment, credentials path): re-reading the file each
+    time cost most of a worker's per-ticket overhead.
+    """
+    env_key = tuple(os.environ.get(var, "") for names in ENV_VARS.values() for var in names)
+    cache_key = (env_key, os.environ.get(FILE_ENV, ""))
+    now = time.monotonic()
+    with _cache_lock:
+        if _secrets_cache["key"] == cache_key and now - float(_secrets_cache["at"]) < _SECRETS_TTL_S:
+            return list(_secrets_cache["value"])  # type: ignore[arg-type]
     found: set[str] = set()
     for provider, names in ENV_VARS.items():
         for var in names:
@@ -140,7 +156,10 @@ def known_secrets() -> list[str]:
         value = _file_key(provider)
         if value:
             found.add(value)
-    return sorted(found, key=len, reverse=True)
+    value = sorted(found, key=len, reverse=True)
+    with _cache_lock:
+        _secrets_cache.update(key=cache_key, at=now, value=value)
+    return list(value)
 
 
 def redact(text: str, extra_secrets: list[str] | tuple[str, ...] = ()) -> str:
