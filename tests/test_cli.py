@@ -36,8 +36,10 @@ def test_import_track_prints_the_dag_and_writes_it_into_a_project(tmp_path, caps
 
 
 def test_no_arguments_opens_the_gui(monkeypatch):
-    called = {}
+    calls = []
     import gui_2
-    monkeypatch.setattr(gui_2, "main", lambda argv: called.setdefault("argv", argv) and 0 or 0)
-    assert cli.main([]) == 0 and called["argv"] == []
-    assert cli.main(["--project", "x"]) == 0 and called["argv"] == []    # first call's argv kept
+    monkeypatch.setattr(gui_2, "main", lambda argv: calls.append(argv) or 0)
+    assert cli.main([]) == 0
+    assert cli.main(["--project", "x", "--provider", "mock"]) == 0
+    assert cli.main(["gui", "--enable-test-hooks"]) == 0
+    assert calls == [[], ["--project", "x", "--provider", "mock"], ["--enable-test-hooks"]]
