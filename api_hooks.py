@@ -1,4 +1,4 @@
-"""Opt-in loopback HTTP hook API for tests and automation, and its client.
+"""Opt-in loopback HTTP hook API for tests and automation (the client is in api_hook_client.py).
 
 `HookServer(app)` exposes the running `gui_2.App` over plain JSON-over-HTTP on
 127.0.0.1 only.  It never touches GUI state directly: reads come from
@@ -8,10 +8,13 @@ App applies on the GUI thread at the next frame and resolves a
 `concurrent.futures.Future`.  A future that never resolves costs the caller a
 504 after `action_timeout` seconds, never a hung server.
 
-`ApiHookClient` is the matching stdlib-only (urllib) client used by the visual
-simulations: `wait_for_server`, `get_state`, `set_value`, `click`, `approve`,
-`get_mma_status`, ... plus bounded polling helpers `wait_for` and
-`wait_for_approval`.
+Read-your-writes: a waited action is answered only once a snapshot containing
+its change is published.  An app that resolves its futures after publishing
+says so with `resolves_after_publish = True` (gui_2.App does) and is answered
+at once; for any other app the server waits for the next published frame.
+
+`ApiHookClient` (and `HookError`, `AppGoneError`, `HookTimeoutError`) live in
+`api_hook_client.py` and are re-exported here.
 
 Routes (see docs/guide_tools.md, "Hook API"):
 
@@ -22,7 +25,7 @@ Routes (see docs/guide_tools.md, "Hook API"):
     GET  /api/gui/action?id=N    outcome of a queued action
     GET  /api/gui/mma_status     the MMA subset of the snapshot
     POST /api/mma/approve        answer a pending approval        (404 unknown request id)
-    GET  /api/session            discussion / comms summary
+    GET  /api/session            discussion, chat and the comms log (`comms_log`, `comms_count`)
     GET  /api/performance        app.get_performance()
     GET  /api/diagnostics        performance + threads + pending actions + server counters
 
@@ -34,7 +37,6 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
-import http.client
 import http.server
 import ipaddress
 import itertools
@@ -44,16 +46,15 @@ import math
 import socket
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import Any, Callable
+
+from api_hook_client import (DEFAULT_ACTION_TIMEOUT, DEFAULT_PORT, ApiHookClient,  # noqa: F401 (re-exported)
+                             AppGoneError, HookError, HookTimeoutError)
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 8999
 MAX_BODY_BYTES = 1024 * 1024          # 1 MiB
-DEFAULT_ACTION_TIMEOUT = 10.0         # seconds a POST waits for the GUI thread to apply an action
 ACTION_HISTORY = 256                  # outcomes of recent actions kept for GET /api/gui/action
 
 # Actions whose shape the server checks itself (anything else is forwarded to the App and
@@ -436,7 +437,10 @@ class HookServer:
         except (ValueError, KeyError) as exc:
             msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             raise RequestError(404 if not_found_is_404 else 400, str(msg)) from None
-        published = self._wait_published(action_id, deadline=time.monotonic() + self.action_timeout)
+        # An app that resolves its futures only after publishing the frame that applied them
+        # (gui_2.App) is read-your-writes already; for any other, wait for the next frame.
+        published = (bool(getattr(self.app, "resolves_after_publish", False))
+                     or self._wait_published(action_id, deadline=time.monotonic() + self.action_timeout))
         out = {**result} if isinstance(result, dict) else {"ok": True, "result": result}
         out["action_id"] = action_id
         if not published:
@@ -605,165 +609,3 @@ class HookServer:
                        **counters},
             "routes": {path: sorted(m) for path, m in self.routes.items()},
         }
-
-
-# --------------------------------------------------------------------------------------
-# client
-# --------------------------------------------------------------------------------------
-class HookError(RuntimeError):
-    """The hook API answered an error (`status` is the HTTP status, `message` the server's text)."""
-
-    def __init__(self, message: str, status: int | None = None, payload: Any = None):
-        super().__init__(f"HTTP {status}: {message}" if status is not None else message)
-        self.status = status
-        self.message = message
-        self.payload = payload
-
-
-class AppGoneError(HookError):
-    """The app is not there: connection refused, reset or closed before an answer."""
-
-
-class HookTimeoutError(HookError):
-    """The server did not answer within the client's timeout."""
-
-
-class ApiHookClient:
-    """Stdlib (urllib) client for `HookServer`. Every call raises `HookError` subclasses on failure."""
-
-    def __init__(self, base_url: str = f"http://127.0.0.1:{DEFAULT_PORT}", timeout: float = 5.0):
-        self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
-
-    # -- transport ------------------------------------------------------------------------
-    def _request(self, method: str, path: str, body: Any = None, query: dict | None = None,
-                 timeout: float | None = None) -> Any:
-        url = self.base_url + path
-        if query:
-            url += "?" + urllib.parse.urlencode(query)
-        data = None
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            data = json.dumps(body).encode("utf-8")
-            headers["Content-Type"] = "application/json"
-        req = urllib.request.Request(url, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
-                raw = resp.read()
-        except urllib.error.HTTPError as exc:
-            raw = exc.read()
-            try:
-                payload = json.loads(raw.decode("utf-8"))
-                message = payload.get("error", raw.decode("utf-8", "replace")) if isinstance(payload, dict) \
-                    else str(payload)
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                payload, message = None, raw.decode("utf-8", "replace") or exc.reason
-            raise HookError(str(message), status=exc.code, payload=payload) from None
-        except urllib.error.URLError as exc:
-            reason = exc.reason
-            if isinstance(reason, (TimeoutError, socket.timeout)):
-                raise HookTimeoutError(f"{method} {path}: no answer within {timeout or self.timeout}s") from exc
-            if isinstance(reason, (ConnectionError, OSError)):
-                raise AppGoneError(f"{method} {url}: app not reachable ({reason})") from exc
-            raise HookError(f"{method} {url}: {reason}") from exc
-        except (TimeoutError, socket.timeout) as exc:
-            raise HookTimeoutError(f"{method} {path}: no answer within {timeout or self.timeout}s") from exc
-        except (ConnectionError, http.client.RemoteDisconnected, http.client.IncompleteRead) as exc:
-            raise AppGoneError(f"{method} {url}: connection lost ({exc})") from exc
-        try:
-            return json.loads(raw.decode("utf-8")) if raw else None
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise HookError(f"{method} {path}: answer is not JSON: {raw[:200]!r}") from exc
-
-    def _get(self, path: str, **query: Any) -> Any:
-        return self._request("GET", path, query=query or None)
-
-    def _post(self, path: str, body: dict, wait: bool = False) -> Any:
-        # A waited action may legitimately take the server's whole action timeout.
-        timeout = max(self.timeout, DEFAULT_ACTION_TIMEOUT + 5) if wait else None
-        return self._request("POST", path, body=body, query={"wait": 1} if wait else None,
-                             timeout=timeout)
-
-    # -- API ------------------------------------------------------------------------------------
-    def wait_for_server(self, timeout: float = 10) -> bool:
-        """Poll GET /status until it answers ok; False if it did not within `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if (self.get_status() or {}).get("ok"):
-                    return True
-            except HookError as exc:
-                log.debug("waiting for hook server: %s", exc)
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.1)
-
-    def get_status(self) -> dict:
-        return self._get("/status")
-
-    def get_state(self) -> dict:
-        return self._get("/api/gui/state")
-
-    def get_value(self, field: str) -> Any:
-        return self._get("/api/gui/value", field=field)["value"]
-
-    def post_action(self, action: dict, wait: bool = True) -> dict:
-        """Send any action dict (e.g. an app-specific one such as "screenshot")."""
-        return self._post("/api/gui", dict(action), wait=wait)
-
-    def get_action(self, action_id: int) -> dict:
-        return self._get("/api/gui/action", id=action_id)
-
-    def set_value(self, field: str, value: Any, wait: bool = True) -> dict:
-        return self.post_action({"action": "set_value", "field": field, "value": value}, wait=wait)
-
-    def click(self, item: str, wait: bool = True, **args: Any) -> dict:
-        action: dict[str, Any] = {"action": "click", "item": item}
-        if args:
-            action["args"] = args
-        return self.post_action(action, wait=wait)
-
-    def get_mma_status(self) -> dict:
-        return self._get("/api/gui/mma_status")
-
-    def get_session(self) -> dict:
-        return self._get("/api/session")
-
-    def get_performance(self) -> dict:
-        return self._get("/api/performance")
-
-    def get_diagnostics(self) -> dict:
-        return self._get("/api/diagnostics")
-
-    def approve(self, request_id: str, approved: bool = True, **edits: Any) -> dict:
-        """Answer a pending approval; `edits` may be prompt=, context_md=, args=."""
-        return self._post("/api/mma/approve", {"request_id": request_id, "approved": approved, **edits},
-                          wait=True)
-
-    # -- polling helpers (test-driver side; the app itself never polls) ----------------------
-    def wait_for(self, predicate: Callable[[], Any], timeout: float, interval: float = 0.1,
-                 message: str = "condition") -> Any:
-        """Call `predicate()` until it returns something truthy (returned); TimeoutError otherwise."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"timed out after {timeout}s waiting for {message}")
-            time.sleep(interval)
-
-    def wait_for_approval(self, kind: str | None = None, timeout: float = 30.0,
-                          ticket_id: str | None = None, interval: float = 0.05) -> dict:
-        """Wait until a pending approval (optionally of `kind` / for `ticket_id`) is listed; return it."""
-        def find() -> dict | None:
-            for req in self.get_mma_status().get("pending_approvals") or []:
-                if kind is not None and req.get("kind") != kind:
-                    continue
-                if ticket_id is not None and req.get("ticket_id") != ticket_id:
-                    continue
-                return req
-            return None
-        what = "a pending approval" + (f" of kind {kind!r}" if kind else "") + \
-               (f" for ticket {ticket_id!r}" if ticket_id else "")
-        return self.wait_for(find, timeout, interval, message=what)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import events
+from providers.credentials import redact
 
 log = logging.getLogger(__name__)
 
@@ -338,7 +339,8 @@ class MMAState:
     # -- errors ----------------------------------------------------------------------------
     def add_error(self, message: str, hint: str = "", *, ticket_id: Any = None, stream_id: Any = None,
                   source: str = "gui") -> dict:
-        entry = {"ts": time.time(), "message": message, "hint": hint, "source": source}
+        """Record an error for the error bar (redacted: no key ever reaches the screen)."""
+        entry = {"ts": time.time(), "message": redact(message), "hint": redact(hint), "source": source}
         if ticket_id:
             entry["ticket_id"] = str(ticket_id)
         if stream_id:

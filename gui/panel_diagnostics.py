@@ -30,7 +30,7 @@ def render(app) -> None:
     unknown = dict(app.mma.unknown_events)
     if unknown:
         imgui.text_colored(theme.ERROR_TEXT, f"Unknown events ignored: {unknown}")
-    times = np.array(app.frame_times_ms, dtype=np.float64)
+    times = np.array(app.stats.frame_times_ms, dtype=np.float64)
     if times.size and implot.begin_plot("Frame time (ms)", imgui.ImVec2(-1, 170)):
         implot.setup_axes("frame", "ms", implot.AxisFlags_.auto_fit, implot.AxisFlags_.auto_fit)
         implot.setup_legend(implot.Location_.north, implot.LegendFlags_.horizontal | implot.LegendFlags_.outside)

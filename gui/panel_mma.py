@@ -16,6 +16,7 @@ are stable for the Test Engine (see docs/guide_gui.md):
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,14 +34,19 @@ NODE_DESC_CHARS = 20
 
 # ======================================================================== dashboard
 def render(app) -> None:
-    mma = app.mma
     _status_row(app)
+    _tickets(app)                    # once a track has tickets they matter most: on top
+    _epic(app)
+    _tracks(app)
+    _tier_models(app)
+
+
+def _epic(app) -> None:
+    mma = app.mma
     if not imgui.collapsing_header("Epic", imgui.TreeNodeFlags_.default_open):
-        _tracks(app)
-        _tickets(app)
-        _tier_models(app)
         return
-    h = imgui.get_text_line_height() * 3 + 8
+    lines = 1.5 if mma.active_tickets else 3       # room for the ticket table once a track runs
+    h = imgui.get_text_line_height() * lines + 8
     _, app.mma_epic_input = imgui.input_text_multiline("##epic", app.mma_epic_input, imgui.ImVec2(-1, h))
     if imgui.is_item_hovered() and not app.mma_epic_input:
         imgui.set_tooltip("Describe what you want built; one line per feature gives one track each.")
@@ -59,9 +65,6 @@ def render(app) -> None:
     if imgui.is_item_hovered():
         imgui.set_tooltip("Start every ready ticket by itself (off: press Run per ticket).\n"
                           "Applies to the next accepted track.")
-    _tracks(app)
-    _tickets(app)
-    _tier_models(app)
 
 
 def _status_row(app) -> None:
@@ -109,11 +112,16 @@ def _tracks(app) -> None:
         imgui.table_next_row()
         imgui.table_next_column()
         imgui.text(str(track.get("title", tid)))
-        imgui.push_text_wrap_pos(0.0)
-        imgui.text_disabled(str(track.get("description", "")))
-        imgui.pop_text_wrap_pos()
+        accepted = tid in mma.accepted_track_ids
+        if accepted:                     # its description is on hover: the tickets need the room
+            if imgui.is_item_hovered():
+                imgui.set_tooltip(str(track.get("description", "")))
+        else:
+            imgui.push_text_wrap_pos(0.0)
+            imgui.text_disabled(str(track.get("description", "")))
+            imgui.pop_text_wrap_pos()
         imgui.table_next_column()
-        if tid in mma.accepted_track_ids:
+        if accepted:
             imgui.text_colored(theme.STATUS_COLORS["completed"], "accepted")
             continue
         if imgui.button(f"Accept##{tid}"):
@@ -136,16 +144,22 @@ def _tickets(app) -> None:
     flags = (imgui.TableFlags_.borders | imgui.TableFlags_.row_bg | imgui.TableFlags_.resizable
              | imgui.TableFlags_.sizing_fixed_fit | imgui.TableFlags_.scroll_x)
     rows_h = (len(tickets) + 1) * (imgui.get_frame_height() + 4) + 8
-    if not imgui.begin_table("tickets", 9, flags, imgui.ImVec2(0, min(rows_h, 320))):
+    if not imgui.begin_table("tickets", 10, flags, imgui.ImVec2(0, min(rows_h, 320))):
         return
-    for name in ("ID", "Status", "Depends on", "Model", "Retries", "Tokens in/out", "Step", "Run"):
-        imgui.table_setup_column(name)
+    # Resizable tables keep a fixed column's first width: size Status and Time for their
+    # widest values up front, not for the "todo" / "-" they start with.
+    pad = imgui.get_style().cell_padding.x * 2
+    widths = {"Status": imgui.calc_text_size("spawn approval").x + pad,
+              "Time": imgui.calc_text_size("99.9 s ...").x + pad}
+    for name in ("ID", "Status", "Time", "Depends on", "Model", "Retries", "Tokens in/out", "Step", "Run"):
+        imgui.table_setup_column(name, imgui.TableColumnFlags_.width_fixed, widths.get(name, 0.0))
     imgui.table_setup_column("Blocked reason", imgui.TableColumnFlags_.width_stretch)
     imgui.table_setup_scroll_freeze(1, 1)
     imgui.table_headers_row()
     critical = set(mma.critical_path)
     engine = app.active_engine
     waiting_for = {a.ticket_id: a.kind for a in mma.pending_approvals.values()}
+    now = time.time()
     for t in tickets:
         tid = str(t.get("id", ""))
         status = str(t.get("status", ""))
@@ -155,11 +169,17 @@ def _tickets(app) -> None:
         if imgui.is_item_hovered():
             imgui.set_tooltip(str(t.get("description", "")) + ("\n(on the critical path)" if tid in critical else ""))
         imgui.table_next_column()
-        imgui.text_colored(theme.status_color(status), status)
         waiting = waiting_for.get(tid)
-        if waiting:
-            imgui.same_line()
-            imgui.text_colored(theme.RUN_STATUS_COLORS["planning"], f"({waiting} approval)")
+        if waiting:                      # in progress, but held until someone answers
+            imgui.text_colored(theme.RUN_STATUS_COLORS["planning"], f"{waiting} approval")
+            if imgui.is_item_hovered():
+                imgui.set_tooltip(f"{status}: waiting for a {waiting} approval (Approvals window)")
+        else:
+            imgui.text_colored(theme.status_color(status), status)
+        imgui.table_next_column()
+        imgui.text(ticket_duration(t, now))
+        if imgui.is_item_hovered() and t.get("started_at"):
+            imgui.set_tooltip(ticket_times(t))
         imgui.table_next_column()
         imgui.text(", ".join(t.get("depends_on") or []) or "-")
         imgui.table_next_column()
@@ -192,6 +212,30 @@ def _tickets(app) -> None:
     imgui.end_table()
     if critical:
         imgui.text_disabled("* on the critical path: " + " -> ".join(mma.critical_path))
+
+
+def ticket_duration(ticket: dict, now: float) -> str:
+    """How long the ticket's last attempt took ("1.4 s"), or has been running ("3.2 s ..."),
+    from its `started_at` / `finished_at` (epoch seconds); "-" before it started."""
+    started, finished = ticket.get("started_at"), ticket.get("finished_at")
+    if not isinstance(started, (int, float)):
+        return "-"
+    if isinstance(finished, (int, float)):
+        return _seconds(finished - started)
+    return _seconds(now - started) + " ..." if ticket.get("status") == "in_progress" else "-"
+
+
+def _seconds(value: float) -> str:
+    value = max(0.0, value)
+    return f"{value:.1f} s" if value < 60 else f"{int(value // 60)} m {int(value % 60):02d} s"
+
+
+def ticket_times(ticket: dict) -> str:
+    def clock(ts) -> str:
+        if not isinstance(ts, (int, float)):
+            return "-"
+        return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
+    return f"started {clock(ticket.get('started_at'))}\nfinished {clock(ticket.get('finished_at'))}"
 
 
 def _tier_models(app) -> None:
@@ -410,9 +454,6 @@ def render_streams(app) -> None:
         imgui.text_disabled("No model output yet. Type an epic in the MMA Dashboard and press Plan Epic.")
         return
     view = app.views.setdefault("streams", _StreamView())
-    _, view.auto_select = imgui.checkbox("Jump to new streams", view.auto_select)
-    if imgui.is_item_hovered():
-        imgui.set_tooltip("Bring a stream's tab to the front when it starts (e.g. a new worker)")
     if not imgui.begin_tab_bar("##streams", imgui.TabBarFlags_.fitting_policy_scroll):
         return
     new_ids = [sid for sid in ids if sid not in view.known]
@@ -445,6 +486,10 @@ def _render_stream(app, view: _StreamView, sid: str) -> None:
     _, view.markdown[sid] = imgui.checkbox(f"Markdown##{sid}", view.markdown.get(sid, True))
     imgui.same_line()
     _, view.follow[sid] = imgui.checkbox(f"Follow##{sid}", view.follow.get(sid, True))
+    imgui.same_line()
+    _, view.auto_select = imgui.checkbox("Jump to new streams", view.auto_select)
+    if imgui.is_item_hovered():
+        imgui.set_tooltip("Bring a stream's tab to the front when it starts (e.g. a new worker)")
     flags = imgui.WindowFlags_.horizontal_scrollbar
     imgui.begin_child(f"##text-{sid}", imgui.ImVec2(0, 0), imgui.ChildFlags_.borders, flags)
     if can_md and view.markdown[sid]:

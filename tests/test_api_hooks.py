@@ -13,9 +13,7 @@ import json
 import logging
 import os
 import queue
-import re
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -233,6 +231,54 @@ def test_waited_action_is_visible_to_the_next_read():
             result = client.set_value("ai_input", f"value {i}")
             assert "published" not in result, result
             assert client.get_value("ai_input") == f"value {i}", f"read {i} did not see its own write"
+    finally:
+        srv.stop()
+        app.close()
+
+
+class PublishFirstApp(FakeApp):
+    """Like gui_2.App: a frame applies its actions, publishes, and only then resolves the futures."""
+    resolves_after_publish = True
+    stall_after_apply = False          # publish the applying frame, then no frame ever again
+
+    def _frames(self) -> None:
+        while not self.stop_event.wait(self.frame_interval):
+            if self.stalled.is_set():
+                continue
+            done = []
+            while True:
+                try:
+                    action, future = self._actions.get_nowait()
+                except queue.Empty:
+                    break
+                try:
+                    done.append((future, self._apply(action), None))
+                except ValueError as exc:
+                    done.append((future, None, exc))
+            self.state["frame_count"] += 1
+            with self._lock:
+                self._snapshot = copy.deepcopy(self.state)
+            if done and self.stall_after_apply:
+                self.stalled.set()
+            for future, result, error in done:
+                future.set_exception(error) if error else future.set_result(result)
+
+
+def test_app_that_resolves_after_publishing_is_answered_without_another_frame():
+    """No frame follows the applying one, yet the waited write is answered at once and readable."""
+    app = PublishFirstApp(frame_interval=0.01)
+    app.stall_after_apply = True
+    srv = HookServer(app, port=0, action_timeout=5.0)
+    srv.start()
+    try:
+        client = ApiHookClient(srv.url)
+        t0 = time.monotonic()
+        result = client.set_value("ai_input", "mine")
+        assert time.monotonic() - t0 < 2.0, "the server waited for a frame that never came"
+        assert "published" not in result, result
+        frame = client.get_status()["frame_count"]
+        assert client.get_value("ai_input") == "mine"
+        assert client.get_status()["frame_count"] == frame       # really no later frame
     finally:
         srv.stop()
         app.close()
@@ -609,68 +655,53 @@ def test_wait_for_times_out_with_message(client):
         client.wait_for_approval(kind="tool", timeout=0.2)
 
 
+def _app_process(tmp_path, display: str, name: str, *extra: str):
+    from tests.visual_sim_mma_v2 import AppProcess
+    env = {**os.environ, "DISPLAY": display}
+    env.pop("MMA_TEST_HOOKS", None)
+    argv = [sys.executable, os.path.join(REPO, "gui_2.py"), "--project", str(tmp_path / "project"),
+            "--provider", "mock", "--window-size", "640x400", "--no-ini", *extra]
+    return AppProcess(argv, env, str(tmp_path), name).start()
+
+
 def test_real_app_without_hooks_listens_nowhere(xvfb_display, tmp_path):
     """gui_2.main without --enable-test-hooks: no hook port, not 8999 and not the one asked for."""
     port = _free_port()
-    env = {**os.environ, "DISPLAY": xvfb_display}
-    env.pop("MMA_TEST_HOOKS", None)
-    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "gui_2.py"), "--project", str(tmp_path),
-                             "--provider", "mock", "--hook-port", str(port), "--window-size", "640x400",
-                             "--max-frames", "60"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    app = _app_process(tmp_path, xvfb_display, "hooks_off", "--hook-port", str(port), "--max-frames", "60")
     try:
         probed = False
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
+        while time.monotonic() < deadline and app.proc.poll() is None:
             for p in (port, api_hooks.DEFAULT_PORT):
                 with socket.socket() as s:
                     s.settimeout(0.2)
                     assert s.connect_ex(("127.0.0.1", p)) != 0, f"something listens on {p} with hooks off"
             probed = True
             time.sleep(0.1)
-        out, err = proc.communicate(timeout=60)
+        code = app.wait_exit(60)
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        app.stop()
     assert probed, "the app exited before it could be probed"
-    assert proc.returncode == 0, f"app exited {proc.returncode}: {err[-3000:]}"
-    assert "http://127.0.0.1" not in out + err, "hook URL announced although hooks are off"
+    assert code == 0, f"app exited {code}: {app.tail()}"
+    assert app.url is None and "http://127.0.0.1" not in app.tail(1000), "hook URL announced although hooks are off"
 
 
 def test_real_app_with_hooks_serves_then_closes_on_exit(xvfb_display, tmp_path):
-    """--enable-test-hooks: the URL is announced, /status answers, and the port closes at exit."""
-    env = {**os.environ, "DISPLAY": xvfb_display}
-    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "gui_2.py"), "--project", str(tmp_path),
-                             "--provider", "mock", "--enable-test-hooks", "--hook-port", "0",
-                             "--window-size", "640x400", "--max-frames", "120"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    """--enable-test-hooks: stdout says `MMA_HOOKS <url>`, /status answers, the port closes at exit."""
+    app = _app_process(tmp_path, xvfb_display, "hooks_on", "--enable-test-hooks", "--hook-port", "0",
+                       "--max-frames", "120")
     try:
-        url = None
-        for line in proc.stdout:
-            m = re.search(r"http://127\.0\.0\.1:(\d+)", line)
-            if m:
-                url = m.group(0)
-                break
-        assert url, "the app did not announce its hook URL"
+        url = app.wait_url(60)
         client = ApiHookClient(url)
         assert client.wait_for_server(30), f"{url} did not answer"
         assert client.get_status()["provider"] == "mock"
-        rest = proc.stdout.read()                 # until the app exits after --max-frames
-        proc.wait(60)
+        code = app.wait_exit(60)                  # the app exits after --max-frames
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-    assert proc.returncode == 0, f"app exited {proc.returncode}: {rest[-3000:]}"
+        app.stop()
+    assert code == 0, f"app exited {code}: {app.tail()}"
+    with open(app.out_path, encoding="utf-8") as f:
+        assert f.read().splitlines()[0] == f"MMA_HOOKS {url}", "stdout must start with the hook URL line"
+    assert f"hook API listening on {url}" in app.log_text()       # and the log line stays
     with pytest.raises(AppGoneError):
         client.get_status()
 

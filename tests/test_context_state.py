@@ -556,3 +556,42 @@ def test_typing_in_an_entry_rebuilds_once_the_text_settles(root, make_state, rec
     state.ai_input = "go"
     assert state.send_message() and state.wait_idle(10)         # a send never uses stale text
     assert "sent right away" in recording[0]["system"]
+
+
+def test_comms_summary_keeps_the_newest_and_counts_everything():
+    comms = CommsLog(limit=5)
+    for i in range(8):
+        comms.sink({**_entry("response", direction="IN", usage={"input_tokens": i, "output_tokens": 1}),
+                    "label": f"L{i}"})
+    comms.sink(_entry("request"))                       # no usage, no label
+    comms.drain()
+    summary = comms.summary(3)
+    assert summary["comms_count"] == 9 and comms.dropped == 4
+    assert [e["label"] for e in summary["comms_log"]] == ["L6", "L7", ""]
+    assert summary["comms_log"][0]["usage"] == {"input_tokens": 6, "output_tokens": 1}
+    assert summary["comms_log"][-1]["usage"] is None
+    assert comms.summary(3) is summary                  # cached until a row arrives
+    comms.clear()
+    assert comms.summary(3)["comms_log"] == [] and comms.summary(3)["comms_count"] == 4
+
+
+def test_each_project_gets_a_chat_session_logging_into_it(root, tmp_path, make_state):
+    state = make_state(root)
+    assert state.log_dir == root.resolve() / ".mma_desk" / "logs"
+    state.ai_input = "first"
+    assert state.send_message() and state.wait_idle(10)
+    logged = [json.loads(line) for p in state.log_dir.glob("*.jsonl") for line in p.read_text().splitlines()]
+    assert {e["label"] for e in logged} == {"chat"} and any("first" in json.dumps(e) for e in logged)
+    first_session = state.session
+    assert state.reload() and state.session is first_session          # same folder: same session
+    other = tmp_path / "other"
+    other.mkdir()
+    assert state.open_project(other)
+    assert state.session is not first_session and state.log_dir == other.resolve() / ".mma_desk" / "logs"
+    state.ai_input = "second"
+    assert state.send_message() and state.wait_idle(10)
+    assert list(state.log_dir.glob("*.jsonl")), "the new project's chat did not log there"
+    # a session passed in is the caller's: kept across projects, its log folder untouched
+    mine = ai_client.Session("mock", label="mine")
+    kept = make_state(root, session=mine)
+    assert kept.open_project(other) and kept.session is mine and kept.log_dir is None

@@ -3,7 +3,7 @@
 This is the end-to-end proof for the upstream bug in ../shared/seeds/ (worker output never
 reached the GUI; the old simulation only ever saw 'Tier 1' in `mma_streams`).  It starts
 `gui_2.py` as a subprocess under Xvfb with `--enable-test-hooks --hook-port 0`, reads the hook
-URL from the app's output, and talks to it only through `api_hooks.ApiHookClient`:
+URL from the `MMA_HOOKS http://127.0.0.1:<port>` line it prints on stdout, and talks to it only through `api_hooks.ApiHookClient`:
 
   1. app up and healthy          /status ok, frames advancing, the right provider
   2. project and epic set        project_dir is ours; set_value mma_epic_input
@@ -11,10 +11,15 @@ URL from the app's output, and talks to it only through `api_hooks.ApiHookClient
   4. accept a track              click btn_mma_accept_track -> Tier 2 stream, ticket DAG
   5. spawn approval, edited      approve T1's spawn with a marker in its prompt; the worker got it
   6. tool approval               T1 calls write_file; approve it; the file lands in the project
-  7. parallel run to completion  T2 and T3 in progress together; auto_approve; track completed
-  8. streams and usage           a non-empty "Tier 3" stream for EVERY ticket; Tier 1-3 tokens > 0
+  7. parallel run to completion  T2 and T3 in progress together; auto_approve; track completed;
+                                 the tickets' started_at/finished_at show T2 and T3 overlapping
+  8. streams and usage           a non-empty "Tier 3" stream for EVERY ticket; Tier 1-3 tokens > 0;
+                                 the comms log in /api/session has every tier's calls
+  9. screenshot                  the hook `screenshot` action: the app's own window, 800x600,
+                                 showing the completed run (test-artifacts/visual_sim_mma_v2_<variant>.png;
+                                 `..._parallel.png` is taken in stage 7 with T2 and T3 both waiting)
 
-then saves a screenshot into test-artifacts/ and always stops the app (terminate, then kill).
+and always stops the app with SIGTERM (it must exit 0), SIGKILL only as a fallback.
 
 Variants: `mock` (offline provider, streamed with MMA_MOCK_CHUNK_DELAY) and `gemini` (the real
 google-genai SDK inside the app, pointed at tests/wire_emulator.py via GOOGLE_GEMINI_BASE_URL).
@@ -52,15 +57,17 @@ MARKER = "SIMMARK-7F3A"
 EPIC = ("Add a small notes feature to the project so that users can keep and find "
         "their notes quickly [write]")
 NOTES_FILE = "MMA_NOTES.md"
-URL_RE = re.compile(r"http://127\.0\.0\.1:(\d+)")
+HOOK_LINE_RE = re.compile(r"^MMA_HOOKS (http://127\.0\.0\.1:\d+)\s*$")   # gui_2.main prints it on stdout
 STAGE_TIMEOUT = 60.0
+WINDOW = (800, 600)
 
 
 # ------------------------------------------------------------------------------------------
 # the app process
 # ------------------------------------------------------------------------------------------
 class AppProcess:
-    """`gui_2.py` in a subprocess; output teed to log files; the hook URL read from its output."""
+    """`gui_2.py` in a subprocess; output teed to log files; the hook URL read from the
+    `MMA_HOOKS http://127.0.0.1:<port>` line the app prints on stdout."""
 
     def __init__(self, argv: list[str], env: dict[str, str], log_dir: str, name: str):
         self.argv, self.env = argv, env
@@ -75,21 +82,21 @@ class AppProcess:
         log.info("starting app: %s", " ".join(self.argv))
         self.proc = subprocess.Popen(self.argv, cwd=REPO, env=self.env, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, bufsize=1)
-        for stream, path in ((self.proc.stdout, self.out_path), (self.proc.stderr, self.err_path)):
-            t = threading.Thread(target=self._pump, args=(stream, path), daemon=True,
+        for stream, path, scan in ((self.proc.stdout, self.out_path, True), (self.proc.stderr, self.err_path, False)):
+            t = threading.Thread(target=self._pump, args=(stream, path, scan), daemon=True,
                                  name=f"pump-{os.path.basename(path)}")
             t.start()
             self._readers.append(t)
         return self
 
-    def _pump(self, stream, path: str) -> None:
+    def _pump(self, stream, path: str, scan: bool) -> None:
         with open(path, "w", encoding="utf-8") as sink:
             for line in stream:
                 sink.write(line)
                 sink.flush()
-                m = URL_RE.search(line)
+                m = HOOK_LINE_RE.match(line) if scan else None
                 if m and not self._url_seen.is_set():
-                    self.url = f"http://127.0.0.1:{m.group(1)}"
+                    self.url = m.group(1)
                     self._url_seen.set()
 
     def wait_url(self, timeout: float) -> str:
@@ -102,21 +109,38 @@ class AppProcess:
                 raise AssertionError(f"app announced no hook URL within {timeout}s")
         return self.url
 
-    def stop(self) -> int | None:
-        """Terminate, then kill; always reaps the process."""
+    def stop(self, timeout: float = 10) -> int | None:
+        """SIGTERM (the app closes cleanly and exits 0), then SIGKILL; always reaps the process."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(10)
+                self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                log.error("app did not exit within 10s of SIGTERM; killing it")
+                log.error("app did not exit within %ss of SIGTERM; killing it", timeout)
                 self.proc.kill()
                 self.proc.wait(10)
         for t in self._readers:
             t.join(5)
         return self.proc.returncode
+
+    def wait_exit(self, timeout: float) -> int:
+        """Wait for the app to exit by itself (e.g. after btn_quit); SIGKILL if it does not."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise AssertionError(f"the app did not exit within {timeout}s") from None
+        finally:
+            for t in self._readers:
+                t.join(5)
+
+    def log_text(self) -> str:
+        """The app's stderr (its log) so far."""
+        with open(self.err_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
 
     def tail(self, lines: int = 40) -> str:
         parts = []
@@ -224,23 +248,19 @@ class Simulation:
 
     # -- stages -----------------------------------------------------------------------------
     def run(self) -> None:
-        with self.stage(1, "app up and healthy"):
-            self.stage_1_healthy()
-        with self.stage(2, "project and epic set"):
-            self.stage_2_project_and_epic()
-        with self.stage(3, "plan the epic (Tier 1)"):
-            self.stage_3_plan_epic()
-        with self.stage(4, "accept a track (Tier 2 tickets)"):
-            self.stage_4_accept_track()
-        with self.stage(5, "spawn approval with an edited prompt"):
-            self.stage_5_spawn_approval()
-        with self.stage(6, "tool approval (write_file)"):
-            self.stage_6_tool_approval()
-        with self.stage(7, "parallel tickets, auto-approve, run to completion"):
-            self.stage_7_run_to_completion()
-        with self.stage(8, "Tier 3 streams for every ticket and real token usage"):
-            self.stage_8_streams_and_usage()
-            if self.variant.emulator is not None:
+        stages = [(1, "app up and healthy", self.stage_1_healthy),
+                  (2, "project and epic set", self.stage_2_project_and_epic),
+                  (3, "plan the epic (Tier 1)", self.stage_3_plan_epic),
+                  (4, "accept a track (Tier 2 tickets)", self.stage_4_accept_track),
+                  (5, "spawn approval with an edited prompt", self.stage_5_spawn_approval),
+                  (6, "tool approval (write_file)", self.stage_6_tool_approval),
+                  (7, "parallel tickets, auto-approve, run to completion", self.stage_7_run_to_completion),
+                  (8, "Tier 3 streams for every ticket and real token usage", self.stage_8_streams_and_usage)]
+        for number, title, run_stage in stages:
+            with self.stage(number, title):
+                run_stage()
+        if self.variant.emulator is not None:
+            with self.stage(8, "Gemini wire traffic"):
                 self.check_wire_traffic(self.variant.emulator)
 
     def stage_1_healthy(self) -> None:
@@ -356,6 +376,7 @@ class Simulation:
         assert len(pool) >= 2, f"fewer than two worker threads alive: {diag['threads']}"
         self.overlap_seen.append(f"T2+T3 in_progress together, both awaiting spawn approval; "
                                  f"workers_busy={busy}; worker threads={pool}")
+        self.screenshot(f"visual_sim_mma_v2_{self.variant.name}_parallel")
         assert c.set_value("auto_approve", True)["ok"] is True
         self.wait(lambda: not c.get_mma_status()["pending_approvals"],
                   "auto_approve to answer the pending spawn approvals", timeout=20)
@@ -365,6 +386,23 @@ class Simulation:
         statuses = {t["id"]: t["status"] for t in mma["tickets"]}
         assert mma["mma_status"] == "completed", f"track ended {mma['mma_status']!r}: {statuses}"
         assert all(s == "completed" for s in statuses.values()), f"not all tickets completed: {statuses}"
+        self.check_intervals({t["id"]: t for t in mma["tickets"]})
+
+    def check_intervals(self, tickets: dict[str, dict]) -> None:
+        """The tickets' own clocks (`started_at`/`finished_at`, epoch seconds): T2 and T3 ran
+        at the same time, and T4 started only after both had finished."""
+        spans = {}
+        for tid in ("T1", "T2", "T3", "T4"):
+            start, end = tickets[tid].get("started_at"), tickets[tid].get("finished_at")
+            assert isinstance(start, float) and isinstance(end, float) and start <= end, \
+                f"{tid} lacks a started_at/finished_at interval: {start!r} .. {end!r}"
+            spans[tid] = (start, end)
+        (s2, e2), (s3, e3) = spans["T2"], spans["T3"]
+        assert max(s2, s3) < min(e2, e3), f"T2 {spans['T2']} and T3 {spans['T3']} did not overlap"
+        assert spans["T4"][0] >= max(e2, e3), f"T4 started {spans['T4'][0]} before T2/T3 ended ({e2}, {e3})"
+        assert spans["T2"][0] >= spans["T1"][1], "T2 started before T1 (its dependency) finished"
+        self.overlap_seen.append(f"T2 and T3 overlapped for {min(e2, e3) - max(s2, s3):.3f}s "
+                                 f"(started_at/finished_at)")
 
     def stage_8_streams_and_usage(self) -> None:
         c = self.client
@@ -383,6 +421,14 @@ class Simulation:
                 f"{tier} token usage not recorded: {u} (all: {usage})"
         errors = c.get_value("errors")
         assert not errors, f"the app reported errors during the run: {errors}"
+        session = c.get_session()
+        comms = session["comms_log"]
+        assert session["comms_count"] >= len(comms) > 0, f"no comms log in /api/session: {sorted(session)}"
+        answered = {e["label"] for e in comms if e["direction"] == "IN" and e["kind"] == "response"
+                    and (e["usage"] or {}).get("output_tokens")}
+        for label in ("Tier 1", "Tier 2", *(f"Tier 3 (Worker): {tid}" for tid in self.ticket_ids)):
+            assert any(a.startswith(label) for a in answered), \
+                f"no response with usage for {label!r} in the comms log; labels: {sorted(answered)}"
         state_file = os.path.join(self.project_dir, "conductor", "tracks", self.track_id, "state.json")
         assert os.path.exists(state_file), f"track state was not persisted to {state_file}"
 
@@ -397,17 +443,16 @@ class Simulation:
         assert answered_tool, "no Gemini request carried the write_file result back to the model"
 
     def screenshot(self, name: str) -> str:
-        """Ask the app for a screenshot of its own window; fall back to grabbing the X display."""
+        """The app's own window, as the next frame rendered it (the hook `screenshot` action)."""
+        from PIL import Image
         path = os.path.join(self.artifacts_dir, f"{name}.png")
-        try:
-            self.client.post_action({"action": "screenshot", "path": path}, wait=True)
-        except HookError as exc:
-            if exc.status != 400:
-                raise
-            log.warning("app has no screenshot action (%s); grabbing the X display instead", exc.message)
-            from PIL import ImageGrab
-            ImageGrab.grab(xdisplay=os.environ.get("DISPLAY")).save(path)
-        self.wait(lambda: os.path.exists(path) and os.path.getsize(path) > 0, f"screenshot {path}", 20)
+        result = self.client.post_action({"action": "screenshot", "path": path}, wait=True)
+        assert result["ok"] is True and result["path"] == path, result
+        with Image.open(path) as img:
+            size, colors = img.size, img.getcolors(maxcolors=1 << 16)
+        assert size == (result["width"], result["height"]) == WINDOW, f"screenshot {size}, window {WINDOW}"
+        assert colors is None or len(colors) > 50, f"{path} is nearly blank ({len(colors)} colours)"
+        log.info("screenshot: %s", path)
         return path
 
 
@@ -417,7 +462,8 @@ def run_visual_sim(variant_name: str, display: str, artifacts_dir: str, project_
         env = {**os.environ, **variant.env, "DISPLAY": display}
         env.pop("MMA_TEST_HOOKS", None)
         argv = [sys.executable, os.path.join(REPO, "gui_2.py"), "--enable-test-hooks", "--hook-port", "0",
-                "--provider", variant.provider, "--project", project_dir, "--window-size", "800x600"]
+                "--provider", variant.provider, "--project", project_dir,
+                "--window-size", "{}x{}".format(*WINDOW), "--no-ini"]
         app = AppProcess(argv, env, artifacts_dir, name).start()
         failure: BaseException | None = None
         try:
@@ -426,13 +472,15 @@ def run_visual_sim(variant_name: str, display: str, artifacts_dir: str, project_
             sim = Simulation(client, app, project_dir, artifacts_dir, variant)
             try:
                 sim.run()
-            finally:
-                if app.proc.poll() is None:
+                with sim.stage(9, "screenshot of the completed run"):
+                    sim.screenshot(name)
+            except AssertionError:
+                if app.proc.poll() is None:      # best effort: what the window showed when it failed
                     try:
-                        shot = sim.screenshot(name)
-                        log.info("screenshot: %s", shot)
-                    except (HookError, OSError, TimeoutError) as exc:
+                        sim.screenshot(f"{name}_failed")
+                    except (HookError, OSError, AssertionError) as exc:
                         log.error("could not save a screenshot: %s", exc)
+                raise
             log.info("overlap evidence: %s", sim.overlap_seen)
         except AssertionError as exc:
             failure = exc
@@ -441,6 +489,7 @@ def run_visual_sim(variant_name: str, display: str, artifacts_dir: str, project_
             log.info("app stopped with exit code %s; logs in %s", code, artifacts_dir)
         if failure is not None:                  # the app's own log, read after it stopped
             raise AssertionError(f"{failure}\n{app.tail()}") from failure
+        assert code == 0, f"the app did not exit cleanly on SIGTERM (code {code})\n{app.tail()}"
 
 
 @pytest.mark.parametrize("variant_name", ["mock", "gemini"])

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-import queue
-import re
 import subprocess
 import sys
 import threading
@@ -14,42 +12,14 @@ import pytest
 
 import events
 
+from tests.gui.helpers import make_app, run_gui, wait_until
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-WINDOW = (800, 600)
 
 
-@pytest.fixture
-def no_keys(monkeypatch, tmp_path):
-    monkeypatch.setenv("MMA_MOCK_CHUNK_DELAY", "0")
-    monkeypatch.delenv("MMA_PROVIDER", raising=False)
-    monkeypatch.setenv("MMA_CREDENTIALS_FILE", str(tmp_path / "no-credentials.toml"))
-    for key in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "ANTHROPIC_API_KEY", "MMA_TEST_HOOKS"):
-        monkeypatch.delenv(key, raising=False)
-
-
-def make_app(tmp_path, provider=None):
+def test_mock_banner_shows_when_no_key_is_set(xvfb_display, mock_env, tmp_path, artifacts_dir):
     import gui_2
-    return gui_2.App(tmp_path / "project", provider=provider)
-
-
-def run_gui(app, test_fn) -> None:
-    from imgui_bundle.immapp import testing
-    rp, addons = app.build_runner_params(WINDOW, ini_disable=True)
-    testing.run(test_function=test_fn, runner_params=rp, add_ons_params=addons)
-
-
-def wait_until(ctx, predicate, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        ctx.yield_()
-    assert predicate(), f"timed out after {timeout}s waiting for {what}"
-
-
-def test_mock_banner_shows_when_no_key_is_set(xvfb_display, no_keys, tmp_path, artifacts_dir):
-    import gui_2
-    app = make_app(tmp_path)                       # no --provider, no key: the offline mock
+    app = make_app(tmp_path, provider=None)                       # no --provider, no key: the offline mock
     try:
         assert app.provider == "mock" and app.is_mock
 
@@ -66,7 +36,7 @@ def test_mock_banner_shows_when_no_key_is_set(xvfb_display, no_keys, tmp_path, a
         app.shutdown()
 
 
-def test_engine_error_shows_in_the_error_bar(xvfb_display, no_keys, tmp_path, artifacts_dir):
+def test_engine_error_shows_in_the_error_bar(xvfb_display, mock_env, tmp_path, artifacts_dir):
     """Gemini without a key: Tier 1 fails on the engine thread; the bar shows it with its hint."""
     app = make_app(tmp_path, provider="gemini")
     seen = {}
@@ -94,7 +64,7 @@ def test_engine_error_shows_in_the_error_bar(xvfb_display, no_keys, tmp_path, ar
         app.shutdown()
 
 
-def test_main_runs_max_frames_and_exits_zero(xvfb_display, no_keys, tmp_path):
+def test_main_runs_max_frames_and_exits_zero(xvfb_display, mock_env, tmp_path):
     import gui_2
     assert gui_2.main(["--project", str(tmp_path / "p"), "--provider", "mock", "--max-frames", "30",
                        "--window-size", "640x480", "--no-ini"]) == 0
@@ -109,29 +79,16 @@ def test_main_runs_max_frames_and_exits_zero(xvfb_display, no_keys, tmp_path):
         gui_2.main(["--window-size", "huge"])
 
 
-def test_hook_api_drives_a_full_run(xvfb_display, no_keys, tmp_path):
+def test_hook_api_drives_a_full_run(xvfb_display, mock_env, tmp_path):
     """MMA_TEST_HOOKS=1 + --hook-port 0: the announced URL serves the App's hook interface."""
     from api_hooks import ApiHookClient
+    from tests.visual_sim_mma_v2 import AppProcess
     env = {**os.environ, "DISPLAY": xvfb_display, "MMA_TEST_HOOKS": "1"}
-    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "gui_2.py"), "--project", str(tmp_path / "p"),
-                             "--provider", "mock", "--hook-port", "0", "--window-size", "640x480", "--no-ini"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    urls: queue.SimpleQueue = queue.SimpleQueue()
-    lines: list[str] = []
-
-    def read() -> None:
-        for line in proc.stdout:
-            lines.append(line)
-            m = re.search(r"http://127\.0\.0\.1:(\d+)", line)
-            if m:
-                urls.put(m.group(0))
-    threading.Thread(target=read, daemon=True).start()
+    argv = [sys.executable, os.path.join(REPO, "gui_2.py"), "--project", str(tmp_path / "p"),
+            "--provider", "mock", "--hook-port", "0", "--window-size", "640x480", "--no-ini"]
+    app = AppProcess(argv, env, str(tmp_path), "full_run").start()
     try:
-        try:
-            url = urls.get(timeout=60)
-        except queue.Empty:
-            pytest.fail("no hook URL announced:\n" + "".join(lines)[-3000:])
-        c = ApiHookClient(url, timeout=10)
+        c = ApiHookClient(app.wait_url(60), timeout=10)
         assert c.wait_for_server(30)
         c.set_value("mma_epic_input", "Add a --quiet flag")
         c.set_value("auto_approve", True)
@@ -146,19 +103,13 @@ def test_hook_api_drives_a_full_run(xvfb_display, no_keys, tmp_path):
         perf = c.get_performance()
         assert perf["frame_count"] > 0 and "frame_time_ms_p99" in perf and "events_per_s" in perf
         c.click("btn_quit")
-        assert proc.wait(30) == 0
+        assert app.wait_exit(30) == 0
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        app.stop()
 
 
-def test_hook_actions_apply_on_the_gui_thread(xvfb_display, no_keys, tmp_path):
-    app = make_app(tmp_path)
+def test_hook_actions_apply_on_the_gui_thread(xvfb_display, mock_env, tmp_path):
+    app = make_app(tmp_path, provider=None)
     seen = {}
     try:
         # bad actions fail at once, without a frame
@@ -213,9 +164,9 @@ async def _read_pipeline(app):
     return app.pipeline.provider, app.pipeline.tier_models["Tier 1"]
 
 
-def test_event_flood_is_drained_within_a_frame_budget(no_keys, tmp_path):
+def test_event_flood_is_drained_within_a_frame_budget(mock_env, tmp_path):
     """50k chunks from a worker thread: each drain stays near its budget; order is kept."""
-    app = make_app(tmp_path)
+    app = make_app(tmp_path, provider=None)
     try:
         n = 50_000
 
@@ -242,13 +193,13 @@ def test_event_flood_is_drained_within_a_frame_budget(no_keys, tmp_path):
         assert drains > 1                                          # not all in one frame
         assert slowest < 0.05, f"one drain took {slowest * 1000:.1f} ms"
         assert app.mma.mma_streams["Tier 3 (Worker): T1"] == "".join(f"{i}," for i in range(n))
-        assert app.events_applied_total == n
+        assert app.stats.events_applied_total == n
     finally:
         app.shutdown()
 
 
-def test_shutdown_cancels_open_approvals(no_keys, tmp_path):
-    app = make_app(tmp_path)
+def test_shutdown_cancels_open_approvals(mock_env, tmp_path):
+    app = make_app(tmp_path, provider=None)
     fut: concurrent.futures.Future = concurrent.futures.Future()
     app.event_queue.put_threadsafe(events.MMA_SPAWN_APPROVAL, {"request_id": "spawn-T1-1", "ticket_id": "T1",
                                                                 "kind": "spawn", "prompt": "p", "future": fut})
@@ -267,8 +218,8 @@ async def _pipeline_dir(app):
     return app.pipeline.project_dir
 
 
-def test_pipeline_follows_a_project_opened_in_the_project_panel(no_keys, tmp_path):
-    app = make_app(tmp_path)
+def test_pipeline_follows_a_project_opened_in_the_project_panel(mock_env, tmp_path):
+    app = make_app(tmp_path, provider=None)
     try:
         other = tmp_path / "other"
         other.mkdir()

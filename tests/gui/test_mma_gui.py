@@ -18,44 +18,16 @@ import pytest
 import events
 from gui import panel_mma
 from gui.mma_state import MMAState, StreamStore
+from tests.gui.helpers import make_app, run_gui, wait_until
 
-WINDOW = (800, 600)
 WAIT_S = 30.0
-
-
-# ============================================================================ helpers
-@pytest.fixture
-def mock_env(monkeypatch, tmp_path):
-    monkeypatch.setenv("MMA_MOCK_CHUNK_DELAY", "0")
-    monkeypatch.delenv("MMA_PROVIDER", raising=False)
-    monkeypatch.setenv("MMA_CREDENTIALS_FILE", str(tmp_path / "no-credentials.toml"))
-    for key in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "ANTHROPIC_API_KEY"):
-        monkeypatch.delenv(key, raising=False)
 
 
 @pytest.fixture
 def app(xvfb_display, mock_env, tmp_path):
-    import gui_2
-    project = tmp_path / "project"
-    the_app = gui_2.App(project, provider="mock")
+    the_app = make_app(tmp_path)
     yield the_app
     the_app.shutdown()
-
-
-def run_gui(app, test_fn) -> None:
-    from imgui_bundle.immapp import testing
-    rp, addons = app.build_runner_params(WINDOW, ini_disable=True)
-    testing.run(test_function=test_fn, runner_params=rp, add_ons_params=addons)
-
-
-def wait_until(ctx, predicate, what: str, timeout: float = WAIT_S) -> None:
-    """Let frames run (the GUI keeps rendering) until `predicate()` holds, or fail."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        ctx.yield_()
-    assert predicate(), f"timed out after {timeout}s waiting for {what}"
 
 
 def pending(app, kind: str, ticket_id: str | None = None):
@@ -433,3 +405,17 @@ def test_tier_cost_uses_the_price_table():
     prices = {"m": ModelPrice(1.0, 10.0)}
     assert panel_mma.tier_cost({"model": "m", "input": 1_000_000, "output": 100_000}, prices) == pytest.approx(2.0)
     assert panel_mma.tier_cost({"model": "other", "input": 5, "output": 5}, prices) is None
+
+
+def test_ticket_duration_from_started_and_finished_at():
+    now = 1_000.0
+    assert panel_mma.ticket_duration({"status": "todo", "started_at": None}, now) == "-"
+    assert panel_mma.ticket_duration({"status": "completed", "started_at": 990.0, "finished_at": 991.25},
+                                     now) == "1.2 s"
+    assert panel_mma.ticket_duration({"status": "in_progress", "started_at": 997.0, "finished_at": None},
+                                     now) == "3.0 s ..."
+    assert panel_mma.ticket_duration({"status": "completed", "started_at": 0.0, "finished_at": 125.0},
+                                     now) == "2 m 05 s"
+    assert panel_mma.ticket_duration({"status": "blocked", "started_at": 990.0, "finished_at": None},
+                                     now) == "-"
+    assert "started" in panel_mma.ticket_times({"started_at": 990.0, "finished_at": None})

@@ -1,0 +1,269 @@
+"""What the MMA buttons do: `PipelineCommands`, a mixin of `gui_2.App`.
+
+Every method runs on the GUI thread and is what a widget, a keyboard shortcut
+and the hook API's `click` all call.  Work for the engine goes to its loop:
+coroutines through `App._submit()` (a Future checked each frame), pipeline
+fields through `engine_thread.call(...)`, engine controls through the engine's
+own thread-safe methods, approvals through their futures.  A refusal is a
+`ValueError` (shown in the error bar by `ui()`, answered 400 by the hook API).
+
+Uses the App's `mma`, `pipeline`, `engine_thread`, `ctx`, `project`,
+`mma_epic_input`, tier-model inputs and `_runner_params`.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import ai_client
+import multi_agent_conductor as mac
+import project as project_mod
+from gui.context_state import session_log_dir
+
+log = logging.getLogger(__name__)
+
+
+def copy_models(models: dict) -> dict[str, Any]:
+    """A per-tier model dict with its lists copied (the engine loop gets its own)."""
+    return {k: (list(v) if isinstance(v, list) else v) for k, v in models.items()}
+
+
+class PipelineCommands:
+    # ---------------------------------------------------------------- plan and accept
+    def _require_idle(self, what: str) -> None:
+        if self.mma.mma_status in ("planning", "running"):
+            raise ValueError(f"cannot {what} while the pipeline is {self.mma.mma_status}; "
+                             "wait for it to finish or press Abort")
+
+    def context_markdown(self) -> str:
+        """The curated context (files, screenshots, discussion) the tiers receive."""
+        self.ctx.refresh()
+        return self.ctx.bundle.markdown if self.ctx.bundle is not None else ""
+
+    def plan_epic(self) -> dict:
+        """Plan Epic: Tier 1 turns the epic into proposed tracks."""
+        epic = self.mma_epic_input.strip()
+        if not epic:
+            raise ValueError("the epic is empty: describe what you want built")
+        self._require_idle("plan an epic")
+        self.mma.tracks = []
+        self.mma.accepted_track_ids.clear()
+        self.mma.mma_streams.pop("Tier 1", None)
+        self.mma.mma_status, self.mma.active_tier = "planning", "Tier 1"
+        self.mma.version += 1
+        self._submit("Plan epic", self.pipeline.plan(epic, self.context_markdown()), reported_by_pipeline=True)
+        return {"submitted": "plan", "epic": epic}
+
+    def accept_track(self, track_id: str | None = None) -> dict:
+        """Accept: Tier 2 turns the track into tickets, then the engine runs them."""
+        track = self.mma.track(track_id)
+        if track is None:
+            raise ValueError(f"no proposed track {track_id!r}" if track_id else
+                             "no proposed track: press Plan Epic first")
+        self._require_idle("accept a track")
+        tid = str(track["id"])
+        self.mma.accepted_track_ids.add(tid)
+        self.mma.mma_streams.pop(mac.TIER2_STREAM, None)
+        self.mma.mma_status, self.mma.active_tier = "planning", "Tier 2"
+        self.mma.version += 1
+        self._active_track_id = tid
+        self._step_mode_local.clear()
+        self._submit("Accept track", self._accept_and_run(tid), reported_by_pipeline=True)
+        return {"submitted": "accept_track", "track_id": tid}
+
+    async def _accept_and_run(self, track_id: str) -> str:
+        """On the engine loop: Tier 2 for the track, then run its ticket DAG."""
+        track = next((t for t in self.pipeline.tracks if t.id == track_id), None)
+        if track is None:
+            raise LookupError(f"track {track_id!r} is not in this session's plan")
+        engine = await self.pipeline.accept_track(track)
+        return await engine.run(self.pipeline.md_content)
+
+    def reject_track(self, track_id: str | None = None) -> dict:
+        track = self.mma.track(track_id)
+        if track is None:
+            raise ValueError(f"no proposed track {track_id!r}" if track_id else "no proposed track to reject")
+        tid = str(track["id"])
+        self.mma.tracks = [t for t in self.mma.tracks if t.get("id") != tid]
+        self.mma.version += 1
+
+        def forget() -> None:          # on the engine loop: the pipeline's list is the loop's
+            self.pipeline.tracks = [t for t in self.pipeline.tracks if t.id != tid]
+        self.engine_thread.call(forget)
+        return {"rejected": tid}
+
+    # ---------------------------------------------------------------- the running track
+    @property
+    def active_track_id(self) -> str | None:
+        return self._active_track_id
+
+    @property
+    def active_engine(self) -> mac.ConductorEngine | None:
+        if self._active_track_id is None:
+            return None
+        return self.pipeline.engines.get(self._active_track_id)   # a dict read: safe off-loop
+
+    def _engine_or_raise(self) -> mac.ConductorEngine:
+        engine = self.active_engine
+        if engine is None:
+            raise ValueError("no track is running: accept a track first")
+        return engine
+
+    def pause(self) -> dict:
+        self._engine_or_raise().pause()
+        return {"paused": True}
+
+    def resume(self) -> dict:
+        self._engine_or_raise().resume()
+        return {"paused": False}
+
+    def abort(self) -> dict:
+        self._engine_or_raise().abort()
+        return {"aborted": True}
+
+    @property
+    def engine_running(self) -> bool:
+        engine = self.active_engine
+        return bool(engine is not None and engine.status == "running")
+
+    @property
+    def engine_paused(self) -> bool:
+        engine = self.active_engine
+        return bool(engine is not None and engine.engine.paused)
+
+    def _check_ticket(self, ticket_id: Any) -> str:
+        if not isinstance(ticket_id, str) or self.mma.ticket(ticket_id) is None:
+            raise ValueError(f"no ticket {ticket_id!r} in the active track")
+        return ticket_id
+
+    def queue_ticket(self, ticket_id: str) -> dict:
+        self._engine_or_raise().queue_ticket(self._check_ticket(ticket_id))
+        return {"queued": ticket_id}
+
+    def set_step_mode(self, ticket_id: str, enabled: bool) -> dict:
+        self._engine_or_raise().set_step_mode(self._check_ticket(ticket_id), bool(enabled))
+        self._step_mode_local[ticket_id] = bool(enabled)
+        return {"ticket_id": ticket_id, "step_mode": bool(enabled)}
+
+    def step_mode_of(self, ticket: dict) -> bool:
+        return self._step_mode_local.get(ticket.get("id"), bool(ticket.get("step_mode")))
+
+    def set_auto_queue(self, enabled: bool) -> None:
+        self.auto_queue = bool(enabled)
+        self.engine_thread.call(setattr, self.pipeline, "auto_queue", self.auto_queue)
+
+    # ---------------------------------------------------------------- approvals
+    def approve(self, request_id: str, approved: bool = True, **edits: Any) -> dict:
+        delivered = self.mma.approve(request_id, approved, **edits)
+        return {"request_id": request_id, "approved": bool(approved), "delivered": delivered}
+
+    def set_auto_approve(self, enabled: bool) -> None:
+        self.mma.auto_approve = bool(enabled)
+        if enabled:
+            n = self.mma.approve_all(True)
+            if n:
+                log.info("auto-approve on: approved %d pending request(s)", n)
+
+    # ---------------------------------------------------------------- models, provider, project
+    def _load_tier_inputs(self) -> None:
+        def one(v: Any) -> str:
+            return v[0] if isinstance(v, list) and v else str(v or "")
+        self.tier1_model = one(self.tier_models.get("Tier 1"))
+        self.tier2_model = one(self.tier_models.get("Tier 2"))
+        t3 = self.tier_models.get("Tier 3") or []
+        self.tier3_models = ", ".join(t3 if isinstance(t3, list) else [t3])
+        self.tier4_model = one(self.tier_models.get("Tier 4"))
+
+    def tier_models_from_inputs(self) -> dict[str, Any]:
+        t3 = [m.strip() for m in self.tier3_models.split(",") if m.strip()]
+        models = {"Tier 1": self.tier1_model.strip(), "Tier 2": self.tier2_model.strip(),
+                  "Tier 3": t3, "Tier 4": self.tier4_model.strip()}
+        empty = [tier for tier, m in models.items() if not m]
+        if empty:
+            raise ValueError(f"model name missing for {', '.join(empty)}")
+        return models
+
+    def apply_tier_models(self) -> dict:
+        """Use the tier model inputs for the next track (a running track keeps its models)."""
+        models = self.tier_models_from_inputs()
+        self.tier_models = models
+        self.project.models = copy_models(models)
+        self.engine_thread.call(self.pipeline.tier_models.update, copy_models(models))
+        return {"tier_models": models}
+
+    def set_provider(self, provider: str) -> dict:
+        """Switch provider for the chat and for the next plan/track (a running track keeps its own)."""
+        if provider not in project_mod.PROVIDERS:
+            raise ValueError(f"unknown provider {provider!r}; choose one of {', '.join(project_mod.PROVIDERS)}")
+        self.ctx.set_value("current_provider", provider)   # calls back _follow_provider
+        return {"provider": provider}
+
+    def _follow_provider(self, provider: str) -> None:
+        """The provider changed (here or in the Discussion panel): the pipeline follows."""
+        self._adopt_project_settings(provider)
+        log.info("provider is now %s (tier models %s)", provider, self.tier_models)
+
+    def _adopt_project_settings(self, provider: str, project_dir: Path | None = None) -> None:
+        """Provider and tier models (and the project folder) for the next plan/track."""
+        self.provider = provider
+        self.tier_models = copy_models(self.project.models)
+        self._load_tier_inputs()
+        models = copy_models(self.tier_models)
+
+        def switch() -> None:          # on the engine loop: the pipeline is the loop's
+            self.pipeline.provider = provider
+            self.pipeline.tier_models.update(models)
+            if project_dir is not None:
+                self.pipeline.project_dir = project_dir
+                self.pipeline.tracks = []
+        self.engine_thread.call(switch)
+
+    def sync_project_dir(self) -> bool:
+        """Follow a project opened in the Project panel (after a running track has ended)."""
+        new_dir = Path(self.ctx.project_dir)
+        if new_dir == self.project_dir:
+            self._project_switch_noted = None
+            return False
+        if self.mma.mma_status in ("planning", "running"):
+            if self._project_switch_noted != new_dir:
+                self._project_switch_noted = new_dir
+                self.mma.add_error(f"the MMA pipeline stays on {self.project_dir} until the running "
+                                   f"track ends, then follows {new_dir}", "abort the track to switch now")
+            return False
+        self.project_dir = new_dir
+        ai_client.configure(session_log_dir=session_log_dir(new_dir))
+        self._adopt_project_settings(self.ctx.current_provider, new_dir)
+        self.mma.tracks = []
+        self.mma.accepted_track_ids.clear()
+        self.mma.version += 1
+        log.info("MMA pipeline now on project %s", new_dir)
+        return True
+
+    def save_project(self) -> dict:
+        """File > Save project: tier models, prices, provider and the context panels' state."""
+        self.apply_tier_models()
+        self.project.provider = self.provider
+        if not self.ctx.save():
+            err = self.ctx.errors[-1] if self.ctx.errors else None
+            raise ValueError(err.text() if err is not None else "saving the project failed")
+        log.info("project saved to %s", self.project.path)
+        return {"saved": str(self.project.path)}
+
+    # ---------------------------------------------------------------- the window
+    def request_quit(self) -> None:
+        """Close the window at the end of this frame (File > Quit, btn_quit, SIGTERM/SIGINT)."""
+        self._quit_requested = True
+        rp = self._runner_params
+        if rp is not None:
+            rp.app_shall_exit = True
+
+    def ui(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        """Call an action from a widget: a ValueError/KeyError becomes an error-bar entry."""
+        try:
+            return fn(*args, **kwargs)
+        except (ValueError, KeyError, LookupError) as exc:
+            msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            log.warning("%s: %s", getattr(fn, "__name__", "action"), msg)
+            self.mma.add_error(str(msg), source="gui")
+            return None
