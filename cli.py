@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from providers.credentials import install_log_redaction
+    install_log_redaction()
     if args.command in ("run", "resume"):
         import headless
         return headless.run_headless(

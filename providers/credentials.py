@@ -185,13 +185,31 @@ class RedactingFilter(logging.Filter):
     loggers such as `httpx2` or `anthropic`; logger filters do not).
     """
 
+    _active = threading.local()
+
     def filter(self, record: logging.LogRecord) -> bool:
+        # redact() may itself log (e.g. "ignoring credentials file ..."); that record comes
+        # back through this filter on the same thread.  It names paths and modes, never a
+        # key, so let it pass instead of recursing.
+        if getattr(self._active, "busy", False):
+            return True
+        self._active.busy = True
         try:
-            message = record.getMessage()
-        except (TypeError, ValueError):
-            message = str(record.msg)
-        cleaned = redact(message)
-        if cleaned != message:
-            record.msg = cleaned
-            record.args = None
+            try:
+                message = record.getMessage()
+            except (TypeError, ValueError):
+                message = str(record.msg)
+            cleaned = redact(message)
+            if cleaned != message:
+                record.msg = cleaned
+                record.args = None
+        finally:
+            self._active.busy = False
         return True
+
+
+def install_log_redaction() -> None:
+    """Redact keys from everything the root logger's handlers write (SDK debug logs included)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())

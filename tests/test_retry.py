@@ -322,3 +322,25 @@ def test_redacting_filter_on_handler(clean_env, monkeypatch):
     finally:
         logger.removeHandler(handler)
     assert records == ["key is [REDACTED]"]
+
+
+def test_redacting_filter_survives_a_warning_logged_while_redacting(tmp_path, monkeypatch, caplog):
+    """An unsafe credentials file makes known_secrets() log a warning; through the filter that
+    warning must not recurse (it used to loop until RecursionError)."""
+    import logging
+
+    from providers import credentials
+    path = tmp_path / "creds.toml"
+    path.write_text('[gemini]\napi_key = "AIzaFROMFILE-123456789"\n')
+    path.chmod(0o644)                                   # group/other readable: ignored with a warning
+    monkeypatch.setenv("MMA_CREDENTIALS_FILE", str(path))
+    monkeypatch.setattr(credentials, "_SECRETS_TTL_S", 0.0)
+    handler = logging.StreamHandler()
+    handler.addFilter(credentials.RedactingFilter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        logging.getLogger("somewhere").warning("key AIzaSyFAKE-1234567890 in a message")
+    finally:
+        root.removeHandler(handler)
+    assert any("readable by group/others" in r.getMessage() for r in caplog.records)
