@@ -128,3 +128,18 @@ class AsyncEventQueue:
 
     def empty(self) -> bool:
         return self._items.empty()
+
+
+def put_event(event_queue: "AsyncEventQueue | None", loop: asyncio.AbstractEventLoop | None,
+              name: str, payload: Any) -> None:
+    """Put an event from any thread; `None` queue means nobody listens.
+
+    There is no unsafe fallback: the queue's own `put_threadsafe` is the only
+    way in.  If the queue is not bound to a loop yet and `loop` is given, bind
+    it; if neither, `put_threadsafe` raises instead of silently losing the event.
+    """
+    if event_queue is None:
+        return
+    if event_queue.loop is None and loop is not None:
+        event_queue.bind(loop)
+    event_queue.put_threadsafe(name, payload)

@@ -17,46 +17,41 @@ import asyncio
 import concurrent.futures
 import copy
 import itertools
-import json
 import logging
-import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import date
 from typing import Any, Callable
 
 import ai_client
 import events
-from dag_engine import DAGError, ExecutionEngine, TrackDAG
+from dag_engine import ExecutionEngine, TrackDAG
 from project import default_tier_models
 from models import (BLOCKED, COMPLETED, IN_PROGRESS, TODO, Ticket, TierUsage, Track,
-                    WorkerContext, new_tier_usage, slugify, utc_now, validate_id)
-from providers.base import CancelledByUser, ProviderError, Usage
+                    WorkerContext, new_tier_usage, utc_now)
+# Tier 1/2 live in planning.py; re-exported here because this module is the pipeline's front door.
+from planning import (TIER1_STREAM, TIER1_SYSTEM, TIER2_STREAM, TIER2_SYSTEM, PlanningError,
+                      PlanResult, extract_json, generate_tickets, parse_json_tickets,
+                      parse_json_tracks, plan_epic, tier_models_for)
+from providers.base import CancelledByUser, ProviderError
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "ConductorEngine", "run_worker_lifecycle", "confirm_spawn", "confirm_execution",
+    "confirm_execution_ex", "request_approval", "worker_stream_id", "build_worker_prompt",
+    "plan_epic", "generate_tickets", "parse_json_tickets", "parse_json_tracks", "extract_json",
+    "PlanningError", "PlanResult", "ProviderError", "tier_models_for", "DEFAULT_TIER_MODELS",
+    "TIER1_STREAM", "TIER2_STREAM", "TIER4_STREAM", "TIER1_SYSTEM", "TIER2_SYSTEM", "TIER3_SYSTEM",
+]
+
 DEFAULT_TIER_MODELS: dict[str, Any] = default_tier_models("gemini")
-TIER1_STREAM = "Tier 1"
-TIER2_STREAM = "Tier 2 (Tech Lead)"
 TIER4_STREAM = "Tier 4 (QA)"
 DEFAULT_APPROVAL_TIMEOUT = 600.0
 # State updates (events and the on-disk save) are coalesced to at most one per interval:
 # snapshotting a 1,000-ticket track on every completion made the engine O(n^2).
 STATE_EMIT_INTERVAL_S = 0.05
 MAX_RETRIES = 2
-
-TIER1_SYSTEM = """You are Tier 1 (Orchestrator), the product manager of a multi-model coding pipeline.
-Split the user's epic into one to three independent tracks of work.
-Reply with ONLY a JSON list: [{"id": "short_snake_case_id", "title": "...", "description": "..."}]."""
-
-TIER2_SYSTEM = """You are Tier 2 (Tech Lead) of a multi-model coding pipeline.
-Break the track into small tickets a worker model can do with a clean context.
-Reply with ONLY a JSON list of tickets:
-[{"id": "T1", "description": "...", "depends_on": [], "step_mode": false, "context_requirements": ["path/file.py"]}]
-depends_on must name ids in the same list and form no cycle; tickets that do not depend on
-each other run in parallel."""
 
 TIER3_SYSTEM = """You are Tier 3 (Worker) of a multi-model coding pipeline. Do exactly one ticket.
 Use the tools when you need to read or change files; writes and shell commands need the user's approval.
@@ -68,25 +63,11 @@ def worker_stream_id(ticket_id: str) -> str:
     return f"Tier 3 (Worker): {ticket_id}"
 
 
-def tier_models_for(provider: str | None) -> dict[str, Any]:
-    """Per-tier defaults for a provider (the project file can override them)."""
-    return default_tier_models(provider if provider in ("gemini", "anthropic") else "gemini")
-
-
 # -- cross-thread plumbing -----------------------------------------------------
 def _queue_put(event_queue: events.AsyncEventQueue | None, loop: asyncio.AbstractEventLoop | None,
                name: str, payload: Any) -> None:
-    """Seed-compatible helper: put an event from any thread.
-
-    There is no unsafe fallback: the queue's own `put_threadsafe` is the only
-    way in.  If the queue is not bound to a loop yet and `loop` is given, bind
-    it; if neither, `put_threadsafe` raises instead of silently losing the event.
-    """
-    if event_queue is None:
-        return
-    if event_queue.loop is None and loop is not None:
-        event_queue.bind(loop)
-    event_queue.put_threadsafe(name, payload)
+    """Seed-compatible thin wrapper over `events.put_event` (no unsafe fallback)."""
+    events.put_event(event_queue, loop, name, payload)
 
 
 _request_ids = itertools.count(1)
@@ -140,182 +121,6 @@ def confirm_execution_ex(payload: dict, event_queue, ticket_id: str, loop=None,
                          timeout: float | None = DEFAULT_APPROVAL_TIMEOUT, kind: str = "step") -> dict:
     request_id, future = request_approval(event_queue, loop, kind, ticket_id, dict(payload))
     return _wait_decision(future, timeout, request_id, event_queue, loop)
-
-
-# -- parsing model output --------------------------------------------------------
-class PlanningError(RuntimeError):
-    """A tier's reply could not be used even after one repair round.  `raw` keeps the reply."""
-
-    def __init__(self, message: str, raw: str = ""):
-        super().__init__(message)
-        self.raw = raw
-
-
-_FENCE_RE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.S)
-
-
-def _closing_index(text: str, start: int) -> int:
-    """Index just past the bracket that closes the one at `start` (strings respected), or -1."""
-    depth, in_string, escaped = 0, False, False
-    for i in range(start, len(text)):
-        ch = text[i]
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-        elif ch in "]}":
-            depth -= 1
-            if depth == 0:
-                return i + 1
-    return -1
-
-
-def extract_json(text: str) -> Any:
-    """The first JSON value in a model reply: inside ```json fences or surrounded by prose.
-
-    A bracketed span that fails to parse is reported as such; values nested
-    inside it are not mistaken for the answer.
-    """
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError("the reply is empty; expected JSON")
-    candidates = [m.group(1) for m in _FENCE_RE.finditer(text)] + [text]
-    decoder = json.JSONDecoder()
-    first_error: str | None = None
-    for chunk in candidates:
-        skip_until = 0
-        for match in re.finditer(r"[\[{]", chunk):
-            begin = match.start()
-            if begin < skip_until:
-                continue
-            try:
-                value, _end = decoder.raw_decode(chunk, begin)
-                return value
-            except RecursionError:
-                raise ValueError("the JSON in the reply is nested too deeply to be a plan") from None
-            except json.JSONDecodeError as exc:
-                close = _closing_index(chunk, begin)
-                if close == -1:
-                    kind = "list" if chunk[begin] == "[" else "object"
-                    raise ValueError(f"the JSON in the reply is truncated: it ends before the {kind} "
-                                     f"that starts at character {begin} is closed") from exc
-                skip_until = close
-                first_error = first_error or f"{exc.msg} at line {exc.lineno} column {exc.colno}"
-    if first_error is not None:
-        raise ValueError(f"no valid JSON found in the reply (first error: {first_error})")
-    raise ValueError("no JSON list or object found in the reply")
-
-
-def _as_list(value: Any, key: str, what: str) -> list:
-    if isinstance(value, dict) and isinstance(value.get(key), list):
-        value = value[key]
-    if not isinstance(value, list):
-        raise ValueError(f"expected a JSON list of {what}, got {type(value).__name__}")
-    if not value:
-        raise ValueError(f"the list of {what} is empty")
-    return value
-
-
-def parse_json_tickets(json_str: str) -> list[Ticket]:
-    """Tickets from a Tier 2 reply, validated as a DAG.  Raises ValueError saying what is wrong."""
-    raw = _as_list(extract_json(json_str), "tickets", "tickets")
-    tickets = [Ticket.from_dict(item, f"ticket #{i + 1}") for i, item in enumerate(raw)]
-    try:
-        TrackDAG(tickets)
-    except DAGError as exc:
-        raise ValueError(f"the tickets do not form a valid DAG: {exc}") from exc
-    return tickets
-
-
-def parse_json_tracks(text: str) -> list[Track]:
-    raw = _as_list(extract_json(text), "tracks", "tracks")
-    tracks, seen = [], set()
-    stamp = date.today().strftime("%Y%m%d")
-    for i, item in enumerate(raw):
-        where = f"track #{i + 1}"
-        if not isinstance(item, dict):
-            raise ValueError(f"{where}: expected an object, got {type(item).__name__}")
-        title = item.get("title")
-        if not isinstance(title, str) or not title.strip():
-            raise ValueError(f"{where}: missing required field 'title'")
-        base = slugify(str(item.get("id") or title), 32)
-        base = base if re.search(r"_\d{8}$", base) else f"{base}_{stamp}"
-        track_id, n = base, 2
-        while track_id in seen:
-            track_id, n = f"{base}_{n}", n + 1
-        seen.add(track_id)
-        desc = item.get("description", "")
-        tracks.append(Track(id=validate_id(track_id, where), title=title.strip(),
-                            description=desc if isinstance(desc, str) else json.dumps(desc)))
-    return tracks
-
-
-@dataclass
-class PlanResult:
-    value: Any
-    usage: Usage
-    model: str
-    raw: list[str] = field(default_factory=list)
-
-
-def _ask_tier(tier: str, stream_id: str, system: str, user: str, parse: Callable[[str], Any], *,
-              md_content: str, provider: str | None, model: str, event_queue, loop) -> PlanResult:
-    """One tier call with one repair round on a parse error.  Streams to `stream_id`."""
-    def stream(chunk: str) -> None:
-        _queue_put(event_queue, loop, events.MMA_STREAM, {"stream_id": stream_id, "text": chunk})
-
-    with ai_client.session_scope(provider, model, label=tier) as session:
-        raw = []
-        first = session.send(md_content, user, system_prompt=system, stream_callback=stream)
-        raw.append(first.text)
-        usage = first.usage
-        try:
-            value = parse(first.text)
-        except ValueError as exc:
-            log.warning("%s reply was not usable (%s); asking once more", tier, exc)
-            stream(f"\n\n[reply was not usable: {exc}; asking again]\n\n")
-            second = session.send("", f"Your previous reply could not be used: {exc}\n"
-                                  "Reply again with only the corrected JSON, no prose.",
-                                  system_prompt=system, stream_callback=stream)
-            raw.append(second.text)
-            usage = usage + second.usage
-            try:
-                value = parse(second.text)
-            except ValueError as exc2:
-                _queue_put(event_queue, loop, events.RESPONSE,
-                           {"text": second.text, "stream_id": stream_id, "status": "error"})
-                raise PlanningError(f"{tier} reply was still not usable after one retry: {exc2}",
-                                    raw="\n\n".join(raw)) from exc2
-        _queue_put(event_queue, loop, events.RESPONSE,
-                   {"text": "\n\n".join(raw), "stream_id": stream_id, "status": "done"})
-        return PlanResult(value, usage, session.model, raw)
-
-
-def plan_epic(epic: str, md_content: str = "", *, provider: str | None = None, model: str | None = None,
-              event_queue=None, loop=None) -> PlanResult:
-    """Tier 1: epic -> tracks."""
-    if not epic or not epic.strip():
-        raise ValueError("the epic is empty: describe what you want built")
-    model = model or tier_models_for(provider)["Tier 1"]
-    return _ask_tier("Tier 1", TIER1_STREAM, TIER1_SYSTEM, f"<EPIC>\n{epic.strip()}\n</EPIC>",
-                     parse_json_tracks, md_content=md_content, provider=provider, model=model,
-                     event_queue=event_queue, loop=loop)
-
-
-def generate_tickets(track: Track, md_content: str = "", *, provider: str | None = None,
-                     model: str | None = None, event_queue=None, loop=None) -> PlanResult:
-    """Tier 2: track -> ticket DAG."""
-    model = model or tier_models_for(provider)["Tier 2"]
-    user = f"<TRACK>\n{track.title}\n\n{track.description}\n</TRACK>"
-    return _ask_tier("Tier 2", TIER2_STREAM, TIER2_SYSTEM, user, parse_json_tickets,
-                     md_content=md_content, provider=provider, model=model,
-                     event_queue=event_queue, loop=loop)
 
 
 # -- Tier 3 -----------------------------------------------------------------------
