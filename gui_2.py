@@ -42,7 +42,7 @@ import ai_client
 import events
 import multi_agent_conductor as mac
 import project as project_mod
-from gui.commands import PipelineCommands, copy_models
+from gui.commands import RUN_LABELS, PipelineCommands, copy_models
 from gui.context_state import CommsLog, ContextState, session_log_dir
 from gui.frame_stats import FrameStats
 from gui.hook_actions import CLICKABLE_ITEMS, SETTABLE_FIELDS, HookSurface  # noqa: F401  (re-exported)
@@ -113,6 +113,9 @@ class App(PipelineCommands):
         self._futures: list[tuple[str, concurrent.futures.Future, bool]] = []
         self._step_mode_local: dict[str, bool] = {}
         self._project_switch_noted: Path | None = None
+        self.saved_tracks: list[dict] = []      # the dashboard's Saved tracks (conductor_io.list_tracks)
+        self._seen_status = self.mma.mma_status
+        self.refresh_saved_tracks()
         self.ctx.on_provider_changed = self._follow_provider
         self._pump_future = self.engine_thread.submit(self._process_event_queue())
         self._pump_future.add_done_callback(self._on_pump_done)
@@ -192,10 +195,12 @@ class App(PipelineCommands):
     def check_futures(self) -> None:
         """Surface the exception of any finished engine coroutine as an error (GUI thread)."""
         keep = []
+        run_ended = False
         for label, fut, reported in self._futures:
             if not fut.done():
                 keep.append((label, fut, reported))
                 continue
+            run_ended = run_ended or label in RUN_LABELS
             if fut.cancelled():
                 log.info("%s was cancelled", label)
                 continue
@@ -210,6 +215,8 @@ class App(PipelineCommands):
             hint = getattr(exc, "hint", "") or "see the log for details"
             self.mma.add_error(f"{label} failed: {type(exc).__name__}: {exc}", hint)
         self._futures = keep
+        if run_ended:                   # the track's final state.json is written: show its progress
+            self.refresh_saved_tracks()
 
     @property
     def futures_in_flight(self) -> int:
@@ -255,6 +262,7 @@ class App(PipelineCommands):
     def frame_start(self) -> None:
         """Before the frame's widgets: drain engine events and hook actions (GUI thread)."""
         self.process_pending_gui_tasks()
+        self._follow_run_status()
         self.hooks.apply_queued()
         self.check_futures()
         self.mma.prune_resolved()
@@ -270,6 +278,15 @@ class App(PipelineCommands):
             if self._quit_requested:
                 rp.app_shall_exit = True
         self._focus_approvals = False
+
+    def _follow_run_status(self) -> None:
+        """A track started running: its state.json exists now, list it under Saved tracks.
+        (The end of a run is noticed in check_futures, once the final state is on disk.)"""
+        status = self.mma.mma_status
+        if status != self._seen_status:
+            self._seen_status = status
+            if status == "running":
+                self.refresh_saved_tracks()
 
     def frame_end(self) -> None:
         """After the frame's widgets: statistics, the published snapshot, --max-frames."""

@@ -17,11 +17,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 import ai_client
+import conductor_io
+import events
 import multi_agent_conductor as mac
 import project as project_mod
 from gui.context_state import session_log_dir
 
 log = logging.getLogger(__name__)
+
+RUN_LABELS = ("Accept track", "Resume track")     # App._submit labels of coroutines that run a track
 
 
 def copy_models(models: dict) -> dict[str, Any]:
@@ -92,6 +96,97 @@ class PipelineCommands:
             self.pipeline.tracks = [t for t in self.pipeline.tracks if t.id != tid]
         self.engine_thread.call(forget)
         return {"rejected": tid}
+
+    # ---------------------------------------------------------------- saved tracks (resume)
+    def refresh_saved_tracks(self) -> list[dict]:
+        """Re-read the project's tracks (`conductor_io.list_tracks`) for the Saved tracks list.
+
+        Called at start, when the project changes, when a track starts running and when a
+        run's coroutine ends (its final state.json is written by then) -- not every frame.
+        """
+        try:
+            summaries = conductor_io.list_tracks(self.project_dir)
+        except (OSError, ValueError) as exc:
+            log.error("listing the saved tracks of %s failed: %s", self.project_dir, exc)
+            self.mma.add_error(f"could not list the saved tracks: {exc}",
+                               "check conductor/tracks.md and the track folders")
+            return self.saved_tracks
+        self.saved_tracks = [{
+            "id": s.id, "title": s.title, "status": s.status, "tickets_done": s.tickets_done,
+            "tickets_total": s.tickets_total, "has_state": s.has_state, "updated_at": s.updated_at,
+            "resumable": s.has_state and s.status != "completed"} for s in summaries]
+        log.info("saved tracks of %s: %d (%d resumable)", self.project_dir, len(self.saved_tracks),
+                 sum(t["resumable"] for t in self.saved_tracks))
+        return self.saved_tracks
+
+    def _saved_track(self, track_id: str | None) -> dict:
+        """The saved track to resume: `track_id`, or the most recently updated unfinished one."""
+        if track_id is not None and not isinstance(track_id, str):
+            raise ValueError(f"track_id must be a string, got {type(track_id).__name__}")
+        for attempt in range(2):           # a track saved by another process: look once more
+            if track_id is None:
+                candidates = [t for t in self.saved_tracks if t["resumable"]]
+                if candidates:
+                    return max(candidates, key=lambda t: t["updated_at"])
+            else:
+                found = next((t for t in self.saved_tracks if t["id"] == track_id), None)
+                if found is not None:
+                    return found
+            if attempt == 0:
+                self.refresh_saved_tracks()
+        if track_id is None:
+            raise ValueError(f"no unfinished saved track in {self.project_dir / 'conductor'}")
+        raise ValueError(f"no saved track {track_id!r} in {self.project_dir / 'conductor'}")
+
+    def _track_run_in_flight(self) -> bool:
+        return any(label in RUN_LABELS and not fut.done() for label, fut, _r in self._futures) or \
+            any(e.status == "running" for e in list(self.pipeline.engines.values()))
+
+    def resume_track(self, track_id: str | None = None) -> dict:
+        """Resume##<id> / hook `btn_mma_resume_track`: run what is left of a saved track.
+
+        `Pipeline.resume` loads `conductor/tracks/<id>/state.json`: completed tickets stay
+        completed, tickets that were in progress when the last session ended run again.  It
+        runs on the engine loop like an accepted track, so streams, approvals (spawn approval
+        still applies), tier usage and the ticket table behave the same.
+        """
+        self._require_idle("resume a track")
+        if self._track_run_in_flight():
+            raise ValueError("cannot resume a track while another track is running; "
+                             "wait for it to finish or press Abort")
+        saved = self._saved_track(track_id)
+        tid = saved["id"]
+        if not saved["has_state"]:
+            raise ValueError(f"track {tid!r} has no state.json to resume from "
+                             "(it was imported or planned but never run)")
+        if saved["status"] == "completed":
+            raise ValueError(f"track {tid!r} is already completed: nothing to resume")
+        # The ticket table and the worker tabs are the resumed track's from now on (ticket
+        # ids repeat across tracks: an old "T2" tab would otherwise collect the new T2's chunks).
+        for sid in [s for s in self.mma.mma_streams if s.startswith(("Tier 3", "Tier 4"))]:
+            del self.mma.mma_streams[sid]
+        self.mma.accepted_track_ids.add(tid)
+        self.mma.active_track = {"id": tid, "title": saved["title"], "status": saved["status"]}
+        self.mma.active_tickets, self.mma.critical_path = [], []
+        self.mma.mma_status, self.mma.active_tier = "running", "Tier 3"
+        self.mma.version += 1
+        self._active_track_id = tid
+        self._step_mode_local.clear()
+        log.info("resuming track %s (%d/%d tickets done)", tid, saved["tickets_done"], saved["tickets_total"])
+        self._submit("Resume track", self._resume_and_run(tid, self.context_markdown()))
+        return {"submitted": "resume_track", "track_id": tid,
+                "tickets_done": saved["tickets_done"], "tickets_total": saved["tickets_total"]}
+
+    async def _resume_and_run(self, track_id: str, md_content: str) -> str:
+        """On the engine loop: load the saved track and run its remaining tickets."""
+        self.pipeline.md_content = md_content
+        try:
+            return await self.pipeline.resume(track_id)
+        except (OSError, ValueError):
+            # e.g. a damaged state.json (TrackStateError): check_futures shows the message;
+            # the dashboard must not stay "running".
+            self.event_queue.put_threadsafe(events.MMA_STATE_UPDATE, {"status": "error", "active_tier": None})
+            raise
 
     # ---------------------------------------------------------------- the running track
     @property
@@ -238,6 +333,7 @@ class PipelineCommands:
         self.mma.accepted_track_ids.clear()
         self.mma.version += 1
         log.info("MMA pipeline now on project %s", new_dir)
+        self.refresh_saved_tracks()
         return True
 
     def save_project(self) -> dict:

@@ -35,9 +35,9 @@ SETTABLE_FIELDS = ("mma_epic_input", "ai_input", "current_provider", "current_mo
                    "auto_queue", *TIER_FIELDS)
 CONTEXT_ITEMS = ("btn_add_file", "btn_remove_file", "btn_stop", "btn_new_discussion")
 CLICKABLE_ITEMS = ("btn_mma_plan_epic", "btn_mma_accept_track", "btn_mma_reject_track", "btn_mma_pause",
-                   "btn_mma_resume", "btn_mma_abort", "btn_mma_apply_models", "btn_mma_run_ticket",
-                   "btn_mma_step_mode", "btn_save_project", "btn_dismiss_error", "btn_send", "btn_quit",
-                   *CONTEXT_ITEMS)
+                   "btn_mma_resume", "btn_mma_abort", "btn_mma_resume_track", "btn_mma_apply_models",
+                   "btn_mma_run_ticket", "btn_mma_step_mode", "btn_save_project", "btn_dismiss_error",
+                   "btn_send", "btn_quit", *CONTEXT_ITEMS)
 ACTIONS = ("set_value", "click", "approve", "screenshot")
 CTX_SNAPSHOT_INTERVAL_S = 0.1      # the context panels' part: rebuilt this often, and after any action
 PERF_INTERVAL_S = 0.1
@@ -177,6 +177,7 @@ class HookSurface:
             "btn_mma_pause": app.pause,
             "btn_mma_resume": app.resume,
             "btn_mma_abort": app.abort,
+            "btn_mma_resume_track": lambda: app.resume_track(args.get("track_id")),
             "btn_mma_apply_models": app.apply_tier_models,
             "btn_mma_run_ticket": lambda: app.queue_ticket(args.get("ticket_id")),
             "btn_mma_step_mode": lambda: app.set_step_mode(args.get("ticket_id"), bool(args.get("enabled", True))),
@@ -219,6 +220,7 @@ class HookSurface:
             "frame_count": app.stats.frame_count, "fps": round(app.stats.fps(), 2),
             "project_dir": str(app.project_dir), "is_mock": app.is_mock,
             "active_track_id": app.active_track_id, "engine_paused": app.engine_paused,
+            "saved_tracks": list(app.saved_tracks),     # its dicts are replaced, never changed
             "hook_url": server.url if server is not None and server.port else None,
         })
         perf = self._perf

@@ -6,6 +6,7 @@ are stable for the Test Engine (see docs/guide_gui.md):
 
   MMA Dashboard:  "##epic", "Plan Epic", "Auto-approve", "Auto-queue",
                   "Accept##<track_id>", "Reject##<track_id>", "Pause", "Resume", "Abort",
+                  "Refresh##saved", "saved_tracks/Resume##<track_id>",
                   "##step-<ticket_id>", "Run##<ticket_id>",
                   "Tier 1##model", "Tier 2##model", "Tier 3 (escalation)##model", "Tier 4##model",
                   "Apply models", "Save project##mma"
@@ -38,6 +39,7 @@ def render(app) -> None:
     _tickets(app)                    # once a track has tickets they matter most: on top
     _epic(app)
     _tracks(app)
+    _saved_tracks(app)
     _tier_models(app)
 
 
@@ -129,6 +131,79 @@ def _tracks(app) -> None:
         imgui.same_line()
         if imgui.button(f"Reject##{tid}"):
             app.ui(app.reject_track, tid)
+    imgui.end_table()
+
+
+def saved_track_rows(app) -> list[dict]:
+    """The Saved tracks rows; the running track shows its live progress, not the file's."""
+    mma, active = app.mma, app.active_track_id
+    rows = []
+    for t in app.saved_tracks:
+        if t["id"] == active and mma.active_tickets and mma.mma_status in ("running", "planning"):
+            t = {**t, "status": "in_progress", "live": True,
+                 "tickets_done": sum(1 for x in mma.active_tickets if x.get("status") == "completed"),
+                 "tickets_total": len(mma.active_tickets)}
+        rows.append(t)
+    return rows
+
+
+def _saved_tracks(app) -> None:
+    """conductor/tracks/* of the project (App.saved_tracks), with Resume for unfinished ones."""
+    rows = saved_track_rows(app)
+    if not imgui.collapsing_header(f"Saved tracks ({len(rows)})###saved_header", imgui.TreeNodeFlags_.default_open):
+        return
+    if imgui.small_button("Refresh##saved"):
+        app.refresh_saved_tracks()
+    imgui.same_line()
+    imgui.text_disabled("conductor/tracks/ of this project")
+    if not rows:
+        imgui.text_disabled("No saved tracks yet: an accepted track is saved as it runs.")
+        return
+    flags = imgui.TableFlags_.borders_inner_h | imgui.TableFlags_.row_bg | imgui.TableFlags_.sizing_stretch_prop
+    if not imgui.begin_table("saved_tracks", 4, flags):
+        return
+    imgui.table_setup_column("Track", imgui.TableColumnFlags_.width_stretch)
+    imgui.table_setup_column("Status", imgui.TableColumnFlags_.width_fixed)
+    imgui.table_setup_column("Done", imgui.TableColumnFlags_.width_fixed, 70.0)
+    imgui.table_setup_column("Action", imgui.TableColumnFlags_.width_fixed)
+    imgui.table_headers_row()
+    busy = app.mma.mma_status in ("planning", "running")
+    for t in rows:
+        tid = t["id"]
+        imgui.table_next_row()
+        imgui.table_next_column()
+        imgui.text(str(t["title"] or tid))
+        if imgui.is_item_hovered():
+            imgui.set_tooltip(f"{tid}\nupdated {t['updated_at'] or '-'}")
+        if t["title"] and t["title"] != tid:
+            imgui.text_disabled(tid)
+        imgui.table_next_column()
+        status = str(t["status"])
+        if status == "in_progress" and not t.get("live"):     # saved mid-run by a session that ended
+            imgui.text_colored(theme.RUN_STATUS_COLORS["aborted"], "interrupted")
+            if imgui.is_item_hovered():
+                imgui.set_tooltip("state.json says in_progress, but nothing runs it now: the session that "
+                                  "ran it ended mid-track. Resume re-runs its unfinished tickets.")
+        else:
+            imgui.text_colored(theme.status_color(status), status)
+        imgui.table_next_column()
+        total, done = int(t["tickets_total"]), int(t["tickets_done"])
+        imgui.progress_bar(done / total if total else 0.0, imgui.ImVec2(-1, 0), f"{done}/{total}")
+        imgui.table_next_column()
+        if t["resumable"]:
+            imgui.begin_disabled(busy)
+            if imgui.button(f"Resume##{tid}"):
+                app.ui(app.resume_track, tid)
+            imgui.end_disabled()
+            if imgui.is_item_hovered(imgui.HoveredFlags_.allow_when_disabled):
+                imgui.set_tooltip("Wait for the running track to end (or Abort it)" if busy else
+                                  "Run the tickets that are not completed; completed ones are not re-run")
+        elif t["status"] == "completed":
+            imgui.text_disabled("done")
+        else:
+            imgui.text_disabled("no state")
+            if imgui.is_item_hovered():
+                imgui.set_tooltip("No state.json: this track was never run here, so there is nothing to resume")
     imgui.end_table()
 
 
