@@ -322,3 +322,19 @@ def test_random_path_writes_never_touch_outside(fuzz_tree, user_path):
         written = resolve_in_root(root, path)
         assert written.is_relative_to(root.resolve()) and written.read_text() == "fuzz\n", out
     assert (snapshot(base / "outside"), sorted(os.listdir(base))) == before
+
+
+def test_symlink_loop_then_dotdot_cannot_reach_an_outside_link(tmp_path):
+    """Found by the random-path property test: resolve() stops at a loop and keeps a link."""
+    import os
+
+    from tools import ToolError, resolve_in_root
+    root = tmp_path / "proj"
+    root.mkdir()
+    outside = tmp_path / "outside.txt"
+    outside.write_text("secret")
+    os.symlink(root / "loop_b", root / "loop_a")
+    os.symlink(root / "loop_a", root / "loop_b")
+    os.symlink(outside, root / "link_file")
+    with pytest.raises(ToolError):
+        resolve_in_root(root, "loop_a/../link_file")

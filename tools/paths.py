@@ -66,6 +66,15 @@ def resolve_in_root(root: str | os.PathLike, user_path: str | os.PathLike) -> Pa
         if _lexically_inside(root_path, candidate):
             raise ToolError(f"path {user_path!r} leads outside the project root through a symlink")
         raise ToolError(f"path {user_path!r} is outside the project root")
+    # A fully resolved path holds no symlink.  Non-strict resolve() stops at a symlink
+    # loop (e.g. `loop_a/../link`) and returns a path that still contains one, whose
+    # target may be outside the root: refuse it.
+    for part in (resolved, *resolved.parents):
+        if part == root_path:
+            break
+        if part.is_symlink():
+            raise ToolError(f"path {user_path!r} cannot be resolved safely: it goes through a "
+                            f"symlink loop at {display_path(root_path, part)!r}")
     return resolved
 
 
