@@ -23,7 +23,8 @@ from conductor_format.plan import (ParsedPhase, ParsedPlan, ParsedSubtask, Parse
                                    apply_status_markers, parse_plan, plan_to_tickets, render_plan,
                                    write_back_status)
 from conductor_format.registry import TrackEntry, parse_tracks_md, upsert_tracks_md
-from conductor_format.state import RESUME_NOTE, TrackStateError, load_track_state, save_track
+from conductor_format.state import (RESUME_NOTE, TrackStateError, load_track_extras, load_track_state,
+                                    save_track)
 from conductor_format.track_folder import (TrackSource, TrackSummary, import_track, list_tracks,
                                            read_conductor_tree, read_track_source)
 from models import Track
@@ -39,7 +40,7 @@ __all__ = [
     "TrackSource", "read_track_source", "import_track", "read_conductor_tree", "TrackSummary",
     "list_tracks",
     # saving and resuming
-    "save_track", "TrackStateError", "RESUME_NOTE", "load_track_state",
+    "save_track", "TrackStateError", "RESUME_NOTE", "load_track_state", "load_track_extras",
     # CLI
     "cli_import_track",
 ]

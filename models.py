@@ -192,17 +192,22 @@ class TierUsage(dict):
     workers add through `add()`, readers take `snapshot()`.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, parent: "TierUsage | None" = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.lock = threading.Lock()
+        self.parent = parent            # e.g. the session's total, when this is one track's ledger
 
-    def add(self, tier: str, input_tokens: int, output_tokens: int, model: str | None = None) -> None:
+    def add(self, tier: str, input_tokens: int, output_tokens: int, model: str | None = None,
+            *, propagate: bool = True) -> None:
+        """Book tokens here and (unless `propagate=False`, for money spent earlier) in the parent."""
         with self.lock:
             bucket = self.setdefault(tier, {"input": 0, "output": 0, "model": ""})
             bucket["input"] += int(input_tokens)
             bucket["output"] += int(output_tokens)
             if model:
                 bucket["model"] = model
+        if propagate and self.parent is not None:
+            self.parent.add(tier, input_tokens, output_tokens, model)
 
     def snapshot(self) -> dict[str, dict]:
         with self.lock:

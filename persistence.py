@@ -91,14 +91,18 @@ def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
-def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
+def remove_stale_temp_files(folder: str | os.PathLike, names: tuple[str, ...] | None = None) -> list[Path]:
     """Delete temp files an interrupted atomic write left behind (kill -9 between create and rename).
 
-    Only names of the form `.<name>.<random>.tmp` that this module creates are touched;
+    Only names of the form `.<name>.<random>.tmp` that this module creates are touched, and
+    with `names` only those whose `<name>` is listed (for folders shared with the user's files);
     the real files next to them are always whole.
     """
     removed = []
     for path in Path(folder).glob(".*.tmp"):
+        target = path.name[1:].rsplit(".", 2)[0]          # ".state.json.ab12cd.tmp" -> "state.json"
+        if names is not None and target not in names:
+            continue
         if path.is_file():
             path.unlink()
             removed.append(path)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Coroutine
 
 import events
 import multi_agent_conductor as mac
-from models import Track, TierUsage, new_tier_usage
+from models import BLOCKED, TODO, Track, TierUsage, new_tier_usage
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ class Pipeline:
         self.tracks: list[Track] = []
         self.engines: dict[str, mac.ConductorEngine] = {}
         self.epic = ""
+        self._epic_usage: tuple[int, int, str] | None = None
         self.md_content = ""
 
     # -- helpers -------------------------------------------------------------------
@@ -58,8 +59,8 @@ class Pipeline:
     async def _in_thread(self, fn: Callable, *args) -> Any:
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
-    async def _planning_call(self, tier: str, call: Callable[[], Any]) -> Any:
-        """Run a Tier 1/2 planning call in a thread, book its usage to `tier`, return its value.
+    async def _planning_call(self, tier: str, call: Callable[[], Any], ledger: TierUsage) -> Any:
+        """Run a Tier 1/2 planning call in a thread, book its usage to `tier` in `ledger`.
 
         A failure is shown to the user (`_fail`) and re-raised for the caller.
         """
@@ -68,8 +69,28 @@ class Pipeline:
         except (mac.PlanningError, ValueError, mac.ProviderError) as exc:
             self._fail(tier, exc)
             raise
-        self.tier_usage.add(tier, result.usage.input_tokens, result.usage.output_tokens, result.model)
+        ledger.add(tier, result.usage.input_tokens, result.usage.output_tokens, result.model)
+        if tier == "Tier 1":
+            self._epic_usage = (result.usage.input_tokens, result.usage.output_tokens, result.model)
         return result.value
+
+    def _track_ledger(self, saved: dict | None = None) -> TierUsage:
+        """One track's usage; it adds through to the session total (`self.tier_usage`).
+
+        A new track starts with the epic's Tier 1 cost (shared by the epic's tracks); a
+        resumed one with what its state.json says was spent before, which is not added
+        to this session's total again.
+        """
+        ledger = TierUsage({tier: {"input": 0, "output": 0, "model": bucket["model"]}
+                            for tier, bucket in self.tier_usage.snapshot().items()},
+                           parent=self.tier_usage)
+        if saved is not None:
+            for tier, bucket in saved.items():
+                ledger.add(tier, bucket.get("input", 0), bucket.get("output", 0), bucket.get("model"),
+                           propagate=False)
+        elif self._epic_usage is not None:
+            ledger.add("Tier 1", *self._epic_usage, propagate=False)
+        return ledger
 
     def _bind_queue(self, loop: asyncio.AbstractEventLoop) -> None:
         if self.event_queue.loop is None:
@@ -83,7 +104,7 @@ class Pipeline:
             return
         import conductor_io
         conductor_io.save_track(self.project_dir, engine.track, spec_text=self._spec(engine.track),
-                                tier_usage=self.tier_usage.snapshot(),
+                                tier_usage=engine.tier_usage.snapshot(),
                                 extra_state={"provider": self.provider, "epic": self.epic})
 
     def _spec(self, track: Track) -> str:
@@ -98,7 +119,7 @@ class Pipeline:
         self._emit(events.MMA_STATE_UPDATE, self._status("planning", "Tier 1"))
         tracks = await self._planning_call("Tier 1", lambda: mac.plan_epic(
             epic, md_content, provider=self.provider, model=self._model("Tier 1"),
-            event_queue=self.event_queue, loop=loop))
+            event_queue=self.event_queue, loop=loop), self.tier_usage)
         self.tracks = list(tracks)
         self._emit(events.MMA_TRACKS, {"tracks": [t.to_dict() for t in self.tracks]})
         self._emit(events.MMA_STATE_UPDATE, self._status("tracks_ready", None))
@@ -110,19 +131,20 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         self._bind_queue(loop)
         self._emit(events.MMA_STATE_UPDATE, self._status("planning", "Tier 2", track))
+        ledger = self._track_ledger()
         tickets = await self._planning_call("Tier 2", lambda: mac.generate_tickets(
             track, self.md_content, provider=self.provider, model=self._model("Tier 2"),
-            event_queue=self.event_queue, loop=loop))
+            event_queue=self.event_queue, loop=loop), ledger)
         track.tickets = list(tickets)
-        return self.engine_for(track)
+        return self.engine_for(track, ledger)
 
-    def engine_for(self, track: Track) -> mac.ConductorEngine:
+    def engine_for(self, track: Track, ledger: TierUsage | None = None) -> mac.ConductorEngine:
         engine = mac.ConductorEngine(
             track, self.event_queue, auto_queue=self.auto_queue, provider=self.provider,
             tier_models=self.tier_models, max_workers=self.max_workers,
             require_spawn_approval=self.require_spawn_approval, approval_timeout=self.approval_timeout,
             base_dir=str(self.project_dir), tools_enabled=self.tools_enabled,
-            tier_usage=self.tier_usage, on_state_change=self.save)
+            tier_usage=ledger if ledger is not None else self._track_ledger(), on_state_change=self.save)
         self.engines[track.id] = engine
         if track not in self.tracks:
             self.tracks.append(track)
@@ -138,10 +160,14 @@ class Pipeline:
         """Load a saved track and run what is left; completed tickets are not re-run."""
         import conductor_io
         track, usage = conductor_io.load_track_state(self.project_dir, track_id)
-        for tier, bucket in (usage or {}).items():
-            self.tier_usage.add(tier, bucket.get("input", 0), bucket.get("output", 0), bucket.get("model"))
+        extras = conductor_io.load_track_extras(self.project_dir, track_id)
+        if not self.epic and isinstance(extras.get("epic"), str):
+            self.epic = extras["epic"]             # else the next save would blank it
+        for ticket in track.tickets:              # resuming is the user's "try again"
+            if ticket.status == BLOCKED:
+                ticket.status, ticket.retry_count = TODO, 0
         self._bind_queue(asyncio.get_running_loop())
-        return await self.engine_for(track).run(self.md_content)
+        return await self.engine_for(track, self._track_ledger(saved=usage or {})).run(self.md_content)
 
     # -- status events --------------------------------------------------------------------
     def _status(self, status: str, tier: str | None, track: Track | None = None) -> dict:

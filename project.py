@@ -28,7 +28,7 @@ from typing import Any
 import tomli_w
 
 from models import TIERS, utc_now
-from persistence import atomic_write_bytes, atomic_write_text
+from persistence import atomic_write_bytes, atomic_write_text, remove_stale_temp_files
 
 log = logging.getLogger(__name__)
 
@@ -490,6 +490,8 @@ def load_project(root: str | Path) -> ProjectConfig:
     """Read `<root>/mma_project.toml`; a missing file gives the defaults."""
     root = Path(root)
     path = root / PROJECT_FILE
+    if root.is_dir():      # a save killed mid-rename leaves .mma_project.toml.<rand>.tmp behind
+        remove_stale_temp_files(root, names=(PROJECT_FILE, LAST_GOOD_FILE))
     if not path.exists():
         log.info("no %s yet; using defaults", path)
         return ProjectConfig(root=root)

@@ -153,6 +153,7 @@ def load_track_state(project_dir: str | Path, track_id: str) -> tuple[Track, dic
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no saved state for track {track_id!r}")
     remove_stale_temp_files(path.parent)
+    remove_stale_temp_files(path.parent.parent.parent, names=("tracks.md",))
     track, usage = read_state(path)
     for ticket in track.tickets:
         if ticket.status == IN_PROGRESS:
@@ -160,3 +161,17 @@ def load_track_state(project_dir: str | Path, track_id: str) -> tuple[Track, dic
             ticket.result = f"{RESUME_NOTE}\n{ticket.result}" if ticket.result else RESUME_NOTE
             log.info("track %s: ticket %s re-queued (was in progress)", track.id, ticket.id)
     return track, usage
+
+
+STATE_KEYS = ("track", "tickets", "tier_usage", "updated_at")
+
+
+def load_track_extras(project_dir: str | Path, track_id: str) -> dict:
+    """The extra keys saved beside a track's state (e.g. the epic and the provider)."""
+    validate_id(track_id, "track")
+    path = tracks_dir(project_dir) / track_id / "state.json"
+    try:
+        state = read_json_object(path)
+    except ValueError as exc:
+        raise TrackStateError(f"{path}: {exc}") from exc
+    return {k: v for k, v in state.items() if k not in STATE_KEYS}

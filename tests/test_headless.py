@@ -80,3 +80,41 @@ def test_console_entry_point_runs_as_a_process(tmp_path):
 def test_empty_epic_is_a_clear_error(tmp_path, capsys):
     code, out = run_cli(["run", "--epic", "  ", "--project", str(tmp_path), "--provider", "mock", "--auto"], capsys)
     assert code == 2 and "epic is empty" in out
+
+
+def _state(tmp_path):
+    return json.loads(next((tmp_path / "conductor" / "tracks").glob("*/state.json")).read_text())
+
+
+def test_resuming_twice_keeps_usage_and_epic_exact(tmp_path, capsys):
+    epic = "Plan, resume, resume again"
+    assert run_cli(["run", "--epic", epic, "--project", str(tmp_path), "--provider", "mock"], capsys)[0] == 0
+    planned = _state(tmp_path)
+    track_id = planned["track"]["id"]
+    assert run_cli(["resume", track_id, "--project", str(tmp_path), "--provider", "mock", "--auto"], capsys)[0] == 0
+    first = _state(tmp_path)
+    assert run_cli(["resume", track_id, "--project", str(tmp_path), "--provider", "mock", "--auto"], capsys)[0] == 0
+    second = _state(tmp_path)
+    assert first["tier_usage"] == second["tier_usage"]            # nothing ran, nothing counted twice
+    assert first["tier_usage"]["Tier 1"] == planned["tier_usage"]["Tier 1"]
+    assert first["tier_usage"]["Tier 3"]["input"] > 0 == planned["tier_usage"]["Tier 3"]["input"]
+    assert planned["epic"] == first["epic"] == second["epic"] == epic
+
+
+def test_resume_retries_blocked_tickets_from_scratch(tmp_path, capsys):
+    code, _ = run_cli(["run", "--epic", "Break it [fail]", "--project", str(tmp_path), "--provider", "mock",
+                       "--auto"], capsys)
+    assert code == 1
+    before = _state(tmp_path)
+    t1 = next(t for t in before["tickets"] if t["id"] == "T1")
+    assert t1["status"] == "blocked" and t1["retry_count"] == 2
+    calls = []
+    old = ai_client.comms_log_callback
+    ai_client.comms_log_callback = lambda e: calls.append(e["label"]) if e["kind"] == "request" else None
+    try:
+        code, out = run_cli(["resume", before["track"]["id"], "--project", str(tmp_path), "--provider", "mock",
+                             "--auto"], capsys)
+    finally:
+        ai_client.comms_log_callback = old
+    assert code == 1 and "T1 blocked" in out
+    assert calls.count("Tier 3 (Worker): T1") == 3                 # tried again: 1 + 2 retries

@@ -109,3 +109,12 @@ def test_remove_stale_temp_files_keeps_real_files(tmp_path):
     removed = remove_stale_temp_files(tmp_path)
     assert [p.name for p in removed] == [".state.json.abc123.tmp"]
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
+
+
+def test_remove_stale_temp_files_with_names_leaves_other_files_alone(tmp_path):
+    from persistence import remove_stale_temp_files
+    (tmp_path / ".tracks.md.x1y2z3.tmp").write_text("half")
+    (tmp_path / ".users-own.notes.tmp").write_text("not ours")
+    removed = remove_stale_temp_files(tmp_path, names=("tracks.md",))
+    assert [p.name for p in removed] == [".tracks.md.x1y2z3.tmp"]
+    assert (tmp_path / ".users-own.notes.tmp").exists()

@@ -303,3 +303,14 @@ def test_prices_and_cost(tmp_path):
     save_project(cfg)
     assert load_project(tmp_path).prices["local-llm"] == ModelPrice(0.0, 0.0)
 
+
+
+def test_load_sweeps_temp_files_of_an_interrupted_save(tmp_path):
+    import project as project_mod
+    cfg = project_mod.load_project(tmp_path)
+    project_mod.save_project(cfg)
+    (tmp_path / ".mma_project.toml.k1l2m3.tmp").write_text("half a file")
+    (tmp_path / "..mma_project.last_good.toml.n4o5p6.tmp").write_text("half")
+    (tmp_path / ".notes.txt.tmp").write_text("the user's")
+    project_mod.load_project(tmp_path)
+    assert sorted(p.name for p in tmp_path.glob(".*.tmp")) == [".notes.txt.tmp"]
