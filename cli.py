@@ -55,6 +55,72 @@ def _common_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--show-streams", action="store_true", help="print model output as it streams")
 
 
+def cmd_skeleton(paths: list[str], mode: str = "skeleton", cache=None) -> int:
+    """`mma-desk skeleton FILE... [--mode]`: print each file's view under a header."""
+    from file_cache import MODES, FileCache
+    if mode not in MODES:
+        print(f"mma-desk skeleton: unknown mode {mode!r} (choose from {', '.join(MODES)})", file=sys.stderr)
+        return 2
+    cache = cache or FileCache()
+    status = 0
+    for path in paths:
+        try:
+            view = cache.get_view(path, mode)
+        except FileNotFoundError:
+            print(f"mma-desk skeleton: no such file: {path}", file=sys.stderr)
+            status = 2
+            continue
+        except OSError as exc:
+            print(f"mma-desk skeleton: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+            status = 2
+            continue
+        sys.stdout.write(f"# ==== {path} ====\n{view.text}")
+        if view.text and not view.text.endswith("\n"):
+            sys.stdout.write("\n")
+    return status
+
+
+def _print_dag(track, out=None) -> None:
+    from conductor_format.common import one_line
+    out = out or sys.stdout
+    print(f"Track {track.id}: {track.title} ({len(track.tickets)} tickets)", file=out)
+    width = max([len(t.id) for t in track.tickets] + [2])
+    print(f"{'id':<{width}}  {'status':<11}  {'depends_on':<14}  description", file=out)
+    for t in track.tickets:
+        desc = one_line(t.description)
+        desc = desc if len(desc) <= 72 else desc[:71] + "\u2026"
+        step = " [step]" if t.step_mode else ""
+        print(f"{t.id:<{width}}  {t.status:<11}  {','.join(t.depends_on) or '-':<14}  "
+              f"{desc}{step}", file=out)
+
+
+def cmd_import_track(path: str, project: str | None = None) -> int:
+    """`mma-desk import-track PATH [--project DIR]`: print the ticket DAG, optionally save it."""
+    from conductor_format.common import tracks_dir
+    from conductor_io import read_track_source, save_track
+    from persistence import atomic_write_text
+    try:
+        src = read_track_source(path)
+        _print_dag(src.track)
+        if project is None:
+            return 0
+        dest = tracks_dir(project) / src.track.id
+        plan = dest / "plan.md"
+        if plan.exists() and plan.resolve() != src.plan_path.resolve():
+            print(f"error: {dest} already exists; a track with id {src.track.id!r} is already "
+                  "in this project (rename the source folder or remove the old track)",
+                  file=sys.stderr)
+            return 1
+        if not plan.exists():   # keep the original plan text, so its ids and layout stay
+            atomic_write_text(plan, src.plan_text)
+        folder = save_track(project, src.track, spec_text=src.spec_text, metadata=src.metadata)
+        print(f"saved to {folder}")
+        return 0
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] == "gui" or argv[0].startswith("--") and argv[0] not in ("--help", "-h", "-v", "--verbose"):
@@ -72,11 +138,9 @@ def main(argv: list[str] | None = None) -> int:
             max_workers=args.max_workers, allow_tools=args.allow_tools,
             resume_id=getattr(args, "track_id", None), show_streams=args.show_streams)
     if args.command == "skeleton":
-        import file_cache
-        return file_cache.cli_skeleton(args.files, args.mode)
+        return cmd_skeleton(args.files, args.mode)
     if args.command == "import-track":
-        import conductor_io
-        return conductor_io.cli_import_track(args.path, args.project)
+        return cmd_import_track(args.path, args.project)
     _parser().print_help()
     return 0
 

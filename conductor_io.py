@@ -16,9 +16,7 @@ our own tracks.md entry.  The `mma-desk import-track` CLI lives here.
 """
 from __future__ import annotations
 
-import sys
 
-from conductor_format.common import one_line, tracks_dir
 from conductor_format.plan import (ParsedPhase, ParsedPlan, ParsedSubtask, ParsedTask,
                                    apply_status_markers, parse_plan, plan_to_tickets, render_plan,
                                    write_back_status)
@@ -27,8 +25,6 @@ from conductor_format.state import (RESUME_NOTE, TrackStateError, load_track_ext
                                     save_track)
 from conductor_format.track_folder import (TrackSource, TrackSummary, import_track, list_tracks,
                                            read_conductor_tree, read_track_source)
-from models import Track
-from persistence import atomic_write_text
 
 __all__ = [
     # plan.md
@@ -41,43 +37,4 @@ __all__ = [
     "list_tracks",
     # saving and resuming
     "save_track", "TrackStateError", "RESUME_NOTE", "load_track_state", "load_track_extras",
-    # CLI
-    "cli_import_track",
 ]
-
-
-def _print_dag(track: Track, out=None) -> None:
-    out = out or sys.stdout
-    print(f"Track {track.id}: {track.title} ({len(track.tickets)} tickets)", file=out)
-    width = max([len(t.id) for t in track.tickets] + [2])
-    print(f"{'id':<{width}}  {'status':<11}  {'depends_on':<14}  description", file=out)
-    for t in track.tickets:
-        desc = one_line(t.description)
-        desc = desc if len(desc) <= 72 else desc[:71] + "\u2026"
-        step = " [step]" if t.step_mode else ""
-        print(f"{t.id:<{width}}  {t.status:<11}  {','.join(t.depends_on) or '-':<14}  "
-              f"{desc}{step}", file=out)
-
-
-def cli_import_track(path: str, project: str | None = None) -> int:
-    """`mma-desk import-track PATH [--project DIR]`: print the ticket DAG, optionally save it."""
-    try:
-        src = read_track_source(path)
-        _print_dag(src.track)
-        if project is None:
-            return 0
-        dest = tracks_dir(project) / src.track.id
-        plan = dest / "plan.md"
-        if plan.exists() and plan.resolve() != src.plan_path.resolve():
-            print(f"error: {dest} already exists; a track with id {src.track.id!r} is already "
-                  "in this project (rename the source folder or remove the old track)",
-                  file=sys.stderr)
-            return 1
-        if not plan.exists():   # keep the original plan text, so its ids and layout stay
-            atomic_write_text(plan, src.plan_text)
-        folder = save_track(project, src.track, spec_text=src.spec_text, metadata=src.metadata)
-        print(f"saved to {folder}")
-        return 0
-    except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1

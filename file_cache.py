@@ -38,7 +38,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import sys
 import threading
 import tokenize
 from collections import OrderedDict
@@ -322,32 +321,6 @@ class FileCache:
             entry.parsed = self._parser.parse(entry.src)
             self._count(parses=1)
         return self._parser.view(entry.parsed, mode)
-
-
-# ---------------------------------------------------------------------------------------------
-# CLI helper (wired to `mma-desk skeleton FILE... [--mode]`)
-
-def cli_skeleton(paths: list[str], mode: str = "skeleton", cache: FileCache | None = None) -> int:
-    if mode not in MODES:
-        print(f"mma-desk skeleton: unknown mode {mode!r} (choose from {', '.join(MODES)})", file=sys.stderr)
-        return 2
-    cache = cache or FileCache()
-    status = 0
-    for path in paths:
-        try:
-            view = cache.get_view(path, mode)
-        except FileNotFoundError:
-            print(f"mma-desk skeleton: no such file: {path}", file=sys.stderr)
-            status = 2
-            continue
-        except OSError as exc:
-            print(f"mma-desk skeleton: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
-            status = 2
-            continue
-        sys.stdout.write(f"# ==== {path} ====\n{view.text}")
-        if view.text and not view.text.endswith("\n"):
-            sys.stdout.write("\n")
-    return status
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 import conductor_io
+from cli import cmd_import_track
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conductor_io import (RESUME_NOTE, ParsedPlan, TrackStateError, apply_status_markers,
-                          cli_import_track, import_track, list_tracks, load_track_state,
+                          import_track, list_tracks, load_track_state,
                           parse_plan, parse_tracks_md, plan_to_tickets, read_conductor_tree,
                           render_plan, save_track, upsert_tracks_md, write_back_status)
 from models import Ticket, Track, TokenUsage, new_tier_usage
@@ -512,7 +513,7 @@ def test_read_conductor_tree_and_list_tracks(tmp_path):
 # ------------------------------------------------------------------ CLI
 
 def test_cli_import_prints_the_dag(capsys):
-    assert cli_import_track(str(SEED_PLAN)) == 0
+    assert cmd_import_track(str(SEED_PLAN)) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == ("Track mma_pipeline_fix: MMA Pipeline Fix & Worker Stream Verification "
                       "(8 tickets)")
@@ -530,7 +531,7 @@ def test_cli_import_into_a_project_keeps_the_plan_text(tmp_path, capsys):
     src = tmp_path / "elsewhere" / "plan.md"
     src.parent.mkdir()
     src.write_text(one_line)
-    assert cli_import_track(str(src), str(tmp_path / "proj")) == 0
+    assert cmd_import_track(str(src), str(tmp_path / "proj")) == 0
     folder = tmp_path / "proj" / "conductor" / "tracks" / "elsewhere"
     assert (folder / "plan.md").read_text() == one_line
     track, _ = load_track_state(tmp_path / "proj", "elsewhere")
@@ -544,7 +545,7 @@ def test_cli_import_into_a_project_keeps_the_plan_text(tmp_path, capsys):
     other.mkdir(parents=True)
     shutil.copy(SEED_PLAN, other / "plan.md")
     for source in (src, other):
-        assert cli_import_track(str(source), str(tmp_path / "proj")) == 1
+        assert cmd_import_track(str(source), str(tmp_path / "proj")) == 1
         assert "already exists" in capsys.readouterr().err
     assert (folder / "state.json").read_bytes() == state_before
     assert (folder / "plan.md").read_text() == one_line.replace("- [ ] Task 1.1", "- [x] Task 1.1")
@@ -553,7 +554,7 @@ def test_cli_import_into_a_project_keeps_the_plan_text(tmp_path, capsys):
 def test_cli_import_from_inside_the_project(tmp_path, capsys):
     folder = _make_track_folder(tmp_path)
     plan_before = (folder / "plan.md").read_bytes()
-    assert cli_import_track(str(folder), str(tmp_path)) == 0
+    assert cmd_import_track(str(folder), str(tmp_path)) == 0
     assert (folder / "plan.md").read_bytes() == plan_before
     meta = json.loads((folder / "metadata.json").read_text())
     assert meta["version"] == 2 and meta["type"] == "bug"
@@ -562,7 +563,7 @@ def test_cli_import_from_inside_the_project(tmp_path, capsys):
 
 
 def test_cli_import_error_is_nonzero_with_message(tmp_path, capsys):
-    assert cli_import_track(str(tmp_path / "nope.md")) == 1
+    assert cmd_import_track(str(tmp_path / "nope.md")) == 1
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.startswith("error: ")
     assert "nope.md" in captured.err

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import file_cache
+from cli import cmd_skeleton
 from file_cache import ASTParser, FileCache, OutlineItem
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
@@ -636,7 +637,7 @@ def test_cli_skeleton_prints_each_file(tmp_path: Path, capsys: pytest.CaptureFix
     a, b = tmp_path / "a.py", tmp_path / "b.txt"
     a.write_text("def f():\n    return 1\n")
     b.write_text("plain")
-    assert file_cache.cli_skeleton([str(a), str(b)]) == 0
+    assert cmd_skeleton([str(a), str(b)]) == 0
     out = capsys.readouterr()
     assert out.out == f"# ==== {a} ====\ndef f():\n    ...\n# ==== {b} ====\nplain\n"
     assert out.err == ""
@@ -647,10 +648,10 @@ def test_cli_skeleton_reports_missing_files_but_prints_the_rest(tmp_path: Path,
     a = tmp_path / "a.py"
     a.write_text("class C:\n    def m(self):\n        return 1\n")
     missing = tmp_path / "gone.py"
-    assert file_cache.cli_skeleton([str(missing), str(a)], mode="outline") == 2
+    assert cmd_skeleton([str(missing), str(a)], mode="outline") == 2
     out = capsys.readouterr()
     assert f"no such file: {missing}" in out.err
     assert out.out == f"# ==== {a} ====\nclass C  [1-3]\n    def m  [2-3]\n"
-    assert file_cache.cli_skeleton([str(a)], mode="bogus") == 2
+    assert cmd_skeleton([str(a)], mode="bogus") == 2
     assert "unknown mode" in capsys.readouterr().err
 
