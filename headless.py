@@ -93,6 +93,21 @@ async def _settle(queue: events.AsyncEventQueue) -> None:
     await asyncio.sleep(0)
 
 
+def _timeline(engine: mac.ConductorEngine, line: Callable[[str], None]) -> None:
+    """When each ticket ran, relative to the first start: overlapping spans ran in parallel."""
+    ran = [t for t in engine.dag.tickets.values() if t.started_at and t.finished_at]
+    if not ran:
+        return
+    t0 = min(t.started_at for t in ran)
+    line(f"Timeline of {engine.track.id} (ms from the first start):")
+    for t in sorted(ran, key=lambda t: t.started_at):
+        overlap = sorted(o.id for o in ran if o is not t and o.started_at < t.finished_at
+                         and t.started_at < o.finished_at)
+        together = f"  in parallel with {', '.join(overlap)}" if overlap else ""
+        line(f"  {t.id:<6} {1000 * (t.started_at - t0):8.1f} .. {1000 * (t.finished_at - t0):8.1f}"
+             f"  {t.assigned_to}{together}")
+
+
 def _usage_table(pipeline: Pipeline, line: Callable[[str], None]) -> None:
     line("Token usage:")
     line(f"  {'tier':<8} {'model':<28} {'input':>9} {'output':>9}")
@@ -137,6 +152,8 @@ async def _run(pipeline: Pipeline, printer: ProgressPrinter, epic: str | None, r
         if stream_id.startswith("Tier 3") and text:
             first = text.strip().splitlines()[0] if text.strip() else ""
             printer.line(f"{stream_id}: {first[:100]}")
+    for engine in pipeline.engines.values():
+        _timeline(engine, printer.line)
     _usage_table(pipeline, printer.line)
     failed = 0
     for track_id, status in results.items():

@@ -20,6 +20,7 @@ def test_headless_run_plans_executes_and_writes_the_track(tmp_path, capsys):
                          str(tmp_path), "--provider", "mock", "--auto"], capsys)
     assert code == 0, out
     assert "Tier 1 planned track" in out and "Token usage:" in out
+    assert "Timeline of" in out and out.count("in parallel with") >= 2   # T2 and T3 overlap
     tracks = list((tmp_path / "conductor" / "tracks").iterdir())
     assert len(tracks) == 1
     folder = tracks[0]
