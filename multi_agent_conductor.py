@@ -462,7 +462,11 @@ class ConductorEngine:
         try:
             while not self._aborted:
                 self._ask_step_approvals(loop)
-                for ticket in self.engine.tick(limit=self.max_workers - len(running)):
+                batch = self.engine.tick(limit=self.max_workers - len(running))
+                released = time.time()                 # one moment for the whole batch
+                for ticket in batch:
+                    ticket.started_at, ticket.finished_at = released, None
+                for ticket in batch:
                     self._start(ticket, running, executor, loop, md_content)
                 self.running = set(running)
                 if running:
@@ -493,7 +497,6 @@ class ConductorEngine:
     def _start(self, ticket: Ticket, running: dict, executor, loop, md_content: str) -> None:
         context = WorkerContext(ticket.id, self.model_for(ticket), provider=self.provider)
         ticket.assigned_to = context.model_name
-        ticket.started_at, ticket.finished_at = time.time(), None
         self._touch(ticket.id)
         future = loop.run_in_executor(executor, self.worker_fn, ticket, context,
                                       ticket.context_requirements, self.event_queue, self,
