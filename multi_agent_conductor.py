@@ -274,7 +274,7 @@ class ConductorEngine:
         for tier in ("Tier 1", "Tier 2", "Tier 4"):
             self.tier_usage[tier]["model"] = self.tier_usage[tier]["model"] or self._model_name(tier)
         self.tier_usage["Tier 3"]["model"] = self.tier_usage["Tier 3"]["model"] or self._tier3_models()[0]
-        self.status = "idle"
+        self.status = "starting"     # until run() begins; the GUI counts it as busy
         self.active_tier = None
         self._sessions: dict[str, ai_client.Session] = {}
         self._sessions_lock = threading.Lock()

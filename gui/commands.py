@@ -36,7 +36,7 @@ def copy_models(models: dict) -> dict[str, Any]:
 class PipelineCommands:
     # ---------------------------------------------------------------- plan and accept
     def _require_idle(self, what: str) -> None:
-        if self.mma.mma_status in ("planning", "running"):
+        if self.mma.pipeline_active:
             raise ValueError(f"cannot {what} while the pipeline is {self.mma.mma_status}; "
                              "wait for it to finish or press Abort")
 
@@ -320,7 +320,7 @@ class PipelineCommands:
         if new_dir == self.project_dir:
             self._project_switch_noted = None
             return False
-        if self.mma.mma_status in ("planning", "running"):
+        if self.mma.pipeline_active:
             if self._project_switch_noted != new_dir:
                 self._project_switch_noted = new_dir
                 self.mma.add_error(f"the MMA pipeline stays on {self.project_dir} until the running "

@@ -37,6 +37,8 @@ MAX_ERRORS = 200
 MAX_LOG_LINES = 2000
 MAX_COMMS = 2000
 BUSY_AFTER_STREAM_S = 1.0               # a stream chunk keeps the app "busy" this long
+# "starting": the engine for an accepted track exists but run() has not begun.
+PIPELINE_ACTIVE_STATUSES = ("planning", "starting", "running")
 
 TIER_STREAM_ORDER = ("Tier 1", "Tier 2 (Tech Lead)", "Tier 3 (Worker)", "Tier 4 (QA)")
 
@@ -449,9 +451,14 @@ class MMAState:
 
     # -- views ----------------------------------------------------------------------------------
     @property
+    def pipeline_active(self) -> bool:
+        """Planning, or a track's engine exists and is (about to be) running."""
+        return self.mma_status in PIPELINE_ACTIVE_STATUSES
+
+    @property
     def busy(self) -> bool:
         """Something is in flight: planning, workers running, or a stream just moved."""
-        return (self.mma_status in ("planning", "running")
+        return (self.pipeline_active
                 or time.monotonic() - self.last_stream_at < BUSY_AFTER_STREAM_S)
 
     def ticket(self, ticket_id: str) -> dict | None:

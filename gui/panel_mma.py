@@ -167,7 +167,7 @@ def _saved_tracks(app) -> None:
     imgui.table_setup_column("Done", imgui.TableColumnFlags_.width_fixed, 70.0)
     imgui.table_setup_column("Action", imgui.TableColumnFlags_.width_fixed)
     imgui.table_headers_row()
-    busy = app.mma.mma_status in ("planning", "running")
+    busy = app.mma.pipeline_active
     for t in rows:
         tid = t["id"]
         imgui.table_next_row()

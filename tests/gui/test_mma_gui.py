@@ -419,3 +419,15 @@ def test_ticket_duration_from_started_and_finished_at():
     assert panel_mma.ticket_duration({"status": "blocked", "started_at": 990.0, "finished_at": None},
                                      now) == "-"
     assert "started" in panel_mma.ticket_times({"started_at": 990.0, "finished_at": None})
+
+
+def test_starting_status_counts_as_an_active_pipeline():
+    """Between accepting a track and its engine's run() the status is "starting": no second plan."""
+    from gui.mma_state import MMAState
+    state = MMAState()
+    state.apply("mma_state_update", {"status": "starting", "active_tier": None, "tier_usage": {},
+                                     "track": {"id": "t_20260101", "title": "t"}, "tickets": []})
+    assert state.pipeline_active and state.busy
+    state.apply("mma_state_update", {"status": "completed", "active_tier": None, "tier_usage": {},
+                                     "track": {"id": "t_20260101", "title": "t"}, "tickets": []})
+    assert not state.pipeline_active
