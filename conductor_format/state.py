@@ -163,8 +163,6 @@ def load_track_state(project_dir: str | Path, track_id: str) -> tuple[Track, dic
     return track, usage
 
 
-STATE_KEYS = ("track", "tickets", "tier_usage", "updated_at")
-
 
 def load_track_extras(project_dir: str | Path, track_id: str) -> dict:
     """The extra keys saved beside a track's state (e.g. the epic and the provider)."""
@@ -174,4 +172,4 @@ def load_track_extras(project_dir: str | Path, track_id: str) -> dict:
         state = read_json_object(path)
     except ValueError as exc:
         raise TrackStateError(f"{path}: {exc}") from exc
-    return {k: v for k, v in state.items() if k not in STATE_KEYS}
+    return {k: v for k, v in state.items() if k not in _STATE_KEYS}

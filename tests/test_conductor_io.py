@@ -277,8 +277,10 @@ def test_textual_status_cell_is_rewritten_as_a_word():
 
 def _tier2_track() -> Track:
     """A Tier 2 style DAG (not a chain) with every status."""
+    # Fixed timestamps: two calls a second apart must build equal tracks.
     return Track(id="auth_20260301", title="Auth: login & tokens",
-                 description="Add login.\nWith tokens.", status="in_progress", tickets=[
+                 description="Add login.\nWith tokens.", status="in_progress",
+                 created_at="2026-03-01T09:00:00+00:00", updated_at="2026-03-01T09:30:00+00:00", tickets=[
                      Ticket("t1", "Create the user model", status="completed",
                             assigned_to="gemini-2.5-flash-lite", result="done",
                             usage=TokenUsage(120, 40)),
