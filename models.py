@@ -149,12 +149,15 @@ class Track:
                 return t
         raise KeyError(ticket_id)
 
-    def to_dict(self) -> dict:
+    def header_dict(self) -> dict:
+        """Everything but the tickets (state updates carry tickets separately)."""
         return {
             "id": self.id, "title": self.title, "description": self.description,
             "status": self.status, "created_at": self.created_at, "updated_at": self.updated_at,
-            "tickets": [t.to_dict() for t in self.tickets],
         }
+
+    def to_dict(self) -> dict:
+        return {**self.header_dict(), "tickets": [t.to_dict() for t in self.tickets]}
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "track") -> "Track":

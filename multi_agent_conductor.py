@@ -401,9 +401,7 @@ class ConductorEngine:
             data["model"] = self.model_for(ticket)
             self._ticket_dicts[tid] = data
         self._dirty.clear()
-        track = {"id": self.track.id, "title": self.track.title, "description": self.track.description,
-                 "status": self.track.status, "created_at": self.track.created_at,
-                 "updated_at": self.track.updated_at}
+        track = self.track.header_dict()
         tickets = [self._ticket_dicts[tid] for tid in self.dag.tickets]
         return {"status": self.status, "active_tier": self.active_tier, "tier_usage": usage,
                 "track": track, "tickets": tickets,

@@ -173,9 +173,8 @@ class Pipeline:
     def _status(self, status: str, tier: str | None, track: Track | None = None) -> dict:
         snap = {"status": status, "active_tier": tier, "tier_usage": self.tier_usage.snapshot()}
         if track is not None:
-            data = track.to_dict()
-            snap["tickets"] = data.pop("tickets")
-            snap["track"] = data
+            snap["track"] = track.header_dict()
+            snap["tickets"] = [t.to_dict() for t in track.tickets]
         return snap
 
     def _fail(self, tier: str, exc: Exception) -> None:
