@@ -14,11 +14,11 @@ Markers in a ticket or epic text steer it, for demos and tests:
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import time
 
+from context_builder import estimate_tokens  # the same estimate the token budget shows
 from models import slugify
 from providers.base import (ChatRequest, ChatResponse, ChunkCallback, BadRequestError, ToolCall,
                             Usage, check_cancel)
@@ -29,10 +29,6 @@ TIER_TAGS = {
     "Tier 3 (Worker)": 3,
     "Tier 4 (QA)": 4,
 }
-
-
-def estimate_tokens(text: str) -> int:
-    return math.ceil(len(text) / 4) if text else 0
 
 
 def _request_chars(request: ChatRequest) -> str:
