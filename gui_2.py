@@ -50,6 +50,7 @@ from gui.layout import (APP_TITLE, DEFAULT_WINDOW_SIZE, MOCK_BANNER, WIN_APPROVA
                         build_runner_params)
 from gui.mma_state import MMAState
 from pipeline import EngineThread, Pipeline
+from planning import PlanningError
 from providers.base import ProviderError
 from providers.credentials import install_log_redaction
 
@@ -157,8 +158,8 @@ class App(PipelineCommands):
         exc = fut.exception()
         if exc is not None:
             log.error("event pump died: %r", exc)
-            self._pending_gui_tasks.put((events.MMA_ERROR, {
-                "message": f"the event pump stopped: {exc}", "hint": "restart MMA Desk"}))
+            self._pending_gui_tasks.put((events.MMA_ERROR, events.ErrorEvent(
+                f"the event pump stopped: {exc}", "restart MMA Desk")))
 
     def process_pending_gui_tasks(self, budget_ms: float = FRAME_BUDGET_MS) -> int:
         """Apply queued engine events on the GUI thread, for at most `budget_ms` (at least one)."""
@@ -208,7 +209,7 @@ class App(PipelineCommands):
             if exc is None:
                 log.info("%s finished: %s", label, reprlib.repr(fut.result()))
                 continue
-            if reported and isinstance(exc, (mac.PlanningError, ProviderError, ValueError)):
+            if reported and isinstance(exc, (PlanningError, ProviderError, ValueError)):
                 log.info("%s failed (already reported by the pipeline): %s", label, exc)
                 continue
             log.error("%s failed: %r", label, exc, exc_info=exc)

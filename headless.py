@@ -21,8 +21,10 @@ from typing import Callable, TextIO
 
 import events
 import multi_agent_conductor as mac
-from models import BLOCKED, COMPLETED
+from models import BLOCKED, COMPLETED, IN_PROGRESS
 from pipeline import Pipeline
+from planning import PlanningError
+from providers.base import ProviderError
 
 log = logging.getLogger(__name__)
 
@@ -43,47 +45,50 @@ class ProgressPrinter:
     def line(self, text: str) -> None:
         print(text, file=self.out, flush=True)
 
-    def handle(self, name: str, payload: dict) -> None:
-        if name == events.MMA_STATE_UPDATE:
-            for t in payload.get("tickets", []):
-                if self.last_status.get(t["id"]) != t["status"]:
-                    self.last_status[t["id"]] = t["status"]
-                    extra = f" ({t['blocked_reason']})" if t["status"] == BLOCKED and t.get("blocked_reason") else ""
-                    model = f" on {t.get('model') or t.get('assigned_to')}" if t["status"] == "in_progress" else ""
-                    self.line(f"  [{t['status']:>11}] {t['id']}{model}: {t['description'][:70]}{extra}")
-        elif name == events.MMA_TRACKS:
-            for tr in payload["tracks"]:
-                self.line(f"Tier 1 planned track {tr['id']}: {tr['title']}")
-        elif name in (events.MMA_SPAWN_APPROVAL, events.MMA_STEP_APPROVAL):
-            self._answer(payload)
-        elif name == events.RESPONSE:
-            self.final_text[payload["stream_id"]] = payload.get("text", "")
-        elif name == events.MMA_ERROR:
-            hint = f" — {payload['hint']}" if payload.get("hint") else ""
-            self.line(f"ERROR: {payload.get('message')}{hint}")
-        elif name == events.MMA_STREAM and self.show_streams:
-            self.out.write(payload["text"])
+    def handle(self, event: events.Event) -> None:
+        match event:
+            case events.StateUpdate(tickets=list() as tickets):
+                for t in tickets:
+                    self._ticket_line(t)
+            case events.TracksPlanned(tracks=tracks):
+                for tr in tracks:
+                    self.line(f"Tier 1 planned track {tr['id']}: {tr['title']}")
+            case events.ApprovalRequest():
+                self._answer(event)
+            case events.Response(stream_id=stream_id, text=text):
+                self.final_text[stream_id] = text
+            case events.ErrorEvent(message=message, hint=hint):
+                self.line(f"ERROR: {message}" + (f" — {hint}" if hint else ""))
+            case events.StreamChunk(text=text) if self.show_streams:
+                self.out.write(text)
 
-    def _answer(self, payload: dict) -> None:
-        future = payload["future"]
-        kind = payload["kind"]
-        if kind == "tool":
-            tool = payload.get("tool", "")
+    def _ticket_line(self, t: dict) -> None:
+        status = t["status"]
+        if self.last_status.get(t["id"]) == status:
+            return
+        self.last_status[t["id"]] = status
+        extra = f" ({t['blocked_reason']})" if status == BLOCKED and t.get("blocked_reason") else ""
+        model = f" on {t.get('model') or t.get('assigned_to')}" if status == IN_PROGRESS else ""
+        self.line(f"  [{status:>11}] {t['id']}{model}: {t['description'][:70]}{extra}")
+
+    def _answer(self, request: events.ApprovalRequest) -> None:
+        if request.kind == "tool":
             approved = self.allow_tools == "all"
-            self.line(f"  tool {tool} for {payload['ticket_id']}: {'approved' if approved else 'refused (use --allow-tools all)'}")
+            self.line(f"  tool {request.tool} for {request.ticket_id}: "
+                      f"{'approved' if approved else 'refused (use --allow-tools all)'}")
         else:
             approved = self.auto
-        if not future.done():
-            future.set_result({"approved": approved})
+        if not request.future.done():
+            request.future.set_result({"approved": approved})
 
 
 async def _consume(queue: events.AsyncEventQueue, printer: ProgressPrinter) -> None:
     while True:
         name, payload = await queue.get()
         try:
-            printer.handle(name, payload)
-        except (KeyError, TypeError) as exc:
-            log.error("could not show event %s: %r", name, exc)
+            printer.handle(events.from_wire(name, payload))
+        except events.EventPayloadError as exc:
+            log.error("could not show event %s: %s", name, exc)
 
 
 async def _settle(queue: events.AsyncEventQueue) -> None:
@@ -142,7 +147,7 @@ async def _run(pipeline: Pipeline, printer: ProgressPrinter, epic: str | None, r
                 printer.line(f"Tier 3 running {len(track.tickets)} tickets of {track.id} "
                              f"(up to {pipeline.max_workers} in parallel)")
                 results[track.id] = await engine.run(pipeline.md_content)
-    except (mac.PlanningError, ValueError, mac.ProviderError) as exc:
+    except (PlanningError, ValueError, ProviderError) as exc:
         printer.line(f"FAILED: {exc}")
         return 2
     finally:

@@ -20,7 +20,10 @@ from typing import Any, Callable, Coroutine
 
 import events
 import multi_agent_conductor as mac
-from models import BLOCKED, TODO, Track, TierUsage, new_tier_usage
+import planning
+from models import BLOCKED, TODO, TierUsage, Track, new_tier_usage
+from planning import PlanningError
+from providers.base import ProviderError
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,7 @@ class Pipeline:
         import ai_client
         self.project_dir = Path(project_dir)
         self.provider = provider or ai_client.default_provider()
-        self.tier_models = {**mac.tier_models_for(self.provider), **(tier_models or {})}
+        self.tier_models = {**planning.tier_models_for(self.provider), **(tier_models or {})}
         self.event_queue = event_queue if event_queue is not None else events.AsyncEventQueue()
         self.max_workers = max_workers
         self.require_spawn_approval = require_spawn_approval
@@ -66,7 +69,7 @@ class Pipeline:
         """
         try:
             result = await self._in_thread(call)
-        except (mac.PlanningError, ValueError, mac.ProviderError) as exc:
+        except (PlanningError, ValueError, ProviderError) as exc:
             self._fail(tier, exc)
             raise
         ledger.add(tier, result.usage.input_tokens, result.usage.output_tokens, result.model)
@@ -96,8 +99,8 @@ class Pipeline:
         if self.event_queue.loop is None:
             self.event_queue.bind(loop)
 
-    def _emit(self, name: str, payload: dict) -> None:
-        self.event_queue.put_threadsafe(name, payload)
+    def _emit(self, event: events.Event) -> None:
+        events.emit(self.event_queue, event)
 
     def save(self, engine: mac.ConductorEngine) -> None:
         if not self.persist:
@@ -113,28 +116,26 @@ class Pipeline:
 
     # -- Tier 1 ----------------------------------------------------------------------
     async def plan(self, epic: str, md_content: str = "") -> list[Track]:
-        loop = asyncio.get_running_loop()
-        self._bind_queue(loop)
+        self._bind_queue(asyncio.get_running_loop())
         self.epic, self.md_content = epic, md_content
-        self._emit(events.MMA_STATE_UPDATE, self._status("planning", "Tier 1"))
-        tracks = await self._planning_call("Tier 1", lambda: mac.plan_epic(
+        self._emit(self._status("planning", "Tier 1"))
+        tracks = await self._planning_call("Tier 1", lambda: planning.plan_epic(
             epic, md_content, provider=self.provider, model=self._model("Tier 1"),
-            event_queue=self.event_queue, loop=loop), self.tier_usage)
+            event_queue=self.event_queue), self.tier_usage)
         self.tracks = list(tracks)
-        self._emit(events.MMA_TRACKS, {"tracks": [t.to_dict() for t in self.tracks]})
-        self._emit(events.MMA_STATE_UPDATE, self._status("tracks_ready", None))
+        self._emit(events.TracksPlanned([t.to_dict() for t in self.tracks]))
+        self._emit(self._status("tracks_ready", None))
         return self.tracks
 
     # -- Tier 2 ----------------------------------------------------------------------
     async def accept_track(self, track: Track) -> mac.ConductorEngine:
         """Tier 2 turns the track into tickets; returns the engine, ready to run."""
-        loop = asyncio.get_running_loop()
-        self._bind_queue(loop)
-        self._emit(events.MMA_STATE_UPDATE, self._status("planning", "Tier 2", track))
+        self._bind_queue(asyncio.get_running_loop())
+        self._emit(self._status("planning", "Tier 2", track))
         ledger = self._track_ledger()
-        tickets = await self._planning_call("Tier 2", lambda: mac.generate_tickets(
+        tickets = await self._planning_call("Tier 2", lambda: planning.generate_tickets(
             track, self.md_content, provider=self.provider, model=self._model("Tier 2"),
-            event_queue=self.event_queue, loop=loop), ledger)
+            event_queue=self.event_queue), ledger)
         track.tickets = list(tickets)
         return self.engine_for(track, ledger)
 
@@ -170,20 +171,18 @@ class Pipeline:
         return await self.engine_for(track, self._track_ledger(saved=usage or {})).run(self.md_content)
 
     # -- status events --------------------------------------------------------------------
-    def _status(self, status: str, tier: str | None, track: Track | None = None) -> dict:
-        snap = {"status": status, "active_tier": tier, "tier_usage": self.tier_usage.snapshot()}
-        if track is not None:
-            snap["track"] = track.header_dict()
-            snap["tickets"] = [t.to_dict() for t in track.tickets]
-        return snap
+    def _status(self, status: str, tier: str | None, track: Track | None = None) -> events.StateUpdate:
+        return events.StateUpdate(
+            status, tier, self.tier_usage.snapshot(),
+            track=track.header_dict() if track is not None else None,
+            tickets=[t.to_dict() for t in track.tickets] if track is not None else None)
 
     def _fail(self, tier: str, exc: Exception) -> None:
         hint = getattr(exc, "hint", "") or "check the provider settings, then try again"
         message = exc.user_message() if hasattr(exc, "user_message") else str(exc)
         log.error("%s failed: %s", tier, message)
-        self._emit(events.MMA_ERROR, {"message": f"{tier} failed: {message}", "hint": hint,
-                                      "raw": getattr(exc, "raw", "")})
-        self._emit(events.MMA_STATE_UPDATE, self._status("error", None))
+        self._emit(events.ErrorEvent(f"{tier} failed: {message}", hint, raw=getattr(exc, "raw", "") or None))
+        self._emit(self._status("error", None))
 
 
 class EngineThread:

@@ -166,10 +166,11 @@ class PlanResult:
 
 
 def _ask_tier(tier: str, stream_id: str, system: str, user: str, parse: Callable[[str], Any], *,
-              md_content: str, provider: str | None, model: str, event_queue, loop) -> PlanResult:
+              md_content: str, provider: str | None, model: str,
+              event_queue: events.AsyncEventQueue | None) -> PlanResult:
     """One tier call with one repair round on a parse error.  Streams to `stream_id`."""
     def stream(chunk: str) -> None:
-        events.put_event(event_queue, loop, events.MMA_STREAM, {"stream_id": stream_id, "text": chunk})
+        events.emit(event_queue, events.StreamChunk(stream_id, chunk))
 
     with ai_client.session_scope(provider, model, label=tier) as session:
         raw = []
@@ -189,31 +190,30 @@ def _ask_tier(tier: str, stream_id: str, system: str, user: str, parse: Callable
             try:
                 value = parse(second.text)
             except ValueError as exc2:
-                events.put_event(event_queue, loop, events.RESPONSE,
-                           {"text": second.text, "stream_id": stream_id, "status": "error"})
+                events.emit(event_queue, events.Response(second.text, stream_id, "error"))
                 raise PlanningError(f"{tier} reply was still not usable after one retry: {exc2}",
                                     raw="\n\n".join(raw)) from exc2
-        events.put_event(event_queue, loop, events.RESPONSE,
-                   {"text": "\n\n".join(raw), "stream_id": stream_id, "status": "done"})
+        events.emit(event_queue, events.Response("\n\n".join(raw), stream_id, "done"))
         return PlanResult(value, usage, session.model, raw)
 
 
 def plan_epic(epic: str, md_content: str = "", *, provider: str | None = None, model: str | None = None,
-              event_queue=None, loop=None) -> PlanResult:
+              event_queue: events.AsyncEventQueue | None = None) -> PlanResult:
     """Tier 1: epic -> tracks."""
     if not epic or not epic.strip():
         raise ValueError("the epic is empty: describe what you want built")
     model = model or tier_models_for(provider)["Tier 1"]
     return _ask_tier("Tier 1", TIER1_STREAM, TIER1_SYSTEM, f"<EPIC>\n{epic.strip()}\n</EPIC>",
                      parse_json_tracks, md_content=md_content, provider=provider, model=model,
-                     event_queue=event_queue, loop=loop)
+                     event_queue=event_queue)
 
 
 def generate_tickets(track: Track, md_content: str = "", *, provider: str | None = None,
-                     model: str | None = None, event_queue=None, loop=None) -> PlanResult:
+                     model: str | None = None,
+                     event_queue: events.AsyncEventQueue | None = None) -> PlanResult:
     """Tier 2: track -> ticket DAG."""
     model = model or tier_models_for(provider)["Tier 2"]
     user = f"<TRACK>\n{track.title}\n\n{track.description}\n</TRACK>"
     return _ask_tier("Tier 2", TIER2_STREAM, TIER2_SYSTEM, user, parse_json_tickets,
                      md_content=md_content, provider=provider, model=model,
-                     event_queue=event_queue, loop=loop)
+                     event_queue=event_queue)

@@ -58,6 +58,7 @@ stub_workers.register()
 import events  # noqa: E402
 import multi_agent_conductor as mac  # noqa: E402
 from models import COMPLETED, Ticket, Track, WorkerContext  # noqa: E402
+from worker import OutcomeKind, WorkerOutcome  # noqa: E402
 
 log = logging.getLogger("bench_scheduler")
 
@@ -156,8 +157,7 @@ def polling_makespan_model(specs: list[Spec], workers: int, poll_s: float) -> fl
 def stub_worker(ticket, context, context_files=None, event_queue=None, engine=None, md_content="", loop=None):
     """The same unit of work the graphlib baseline runs, behind the worker seam (no ai_client)."""
     stub_workers.do_work(stub_workers.work_ms_of(ticket.description))
-    ticket.status = COMPLETED
-    return "done"
+    return WorkerOutcome(ticket.id, OutcomeKind.DONE, "done")
 
 
 def run_engine(specs: list[Spec], workers: int, lifecycle: bool = True) -> dict:

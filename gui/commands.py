@@ -22,6 +22,7 @@ import events
 import multi_agent_conductor as mac
 import project as project_mod
 from gui.context_state import session_log_dir
+from planning import TIER2_STREAM
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class PipelineCommands:
         self._require_idle("accept a track")
         tid = str(track["id"])
         self.mma.accepted_track_ids.add(tid)
-        self.mma.mma_streams.pop(mac.TIER2_STREAM, None)
+        self.mma.mma_streams.pop(TIER2_STREAM, None)
         self.mma.mma_status, self.mma.active_tier = "planning", "Tier 2"
         self.mma.version += 1
         self._active_track_id = tid
@@ -185,7 +186,7 @@ class PipelineCommands:
         except (OSError, ValueError):
             # e.g. a damaged state.json (TrackStateError): check_futures shows the message;
             # the dashboard must not stay "running".
-            self.event_queue.put_threadsafe(events.MMA_STATE_UPDATE, {"status": "error", "active_tier": None})
+            events.emit(self.event_queue, events.StateUpdate("error", None))
             raise
 
     # ---------------------------------------------------------------- the running track
@@ -225,7 +226,7 @@ class PipelineCommands:
     @property
     def engine_paused(self) -> bool:
         engine = self.active_engine
-        return bool(engine is not None and engine.engine.paused)
+        return bool(engine is not None and engine.execution.paused)
 
     def _check_ticket(self, ticket_id: Any) -> str:
         if not isinstance(ticket_id, str) or self.mma.ticket(ticket_id) is None:

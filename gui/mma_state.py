@@ -23,7 +23,7 @@ import concurrent.futures
 import json
 import logging
 import time
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -215,128 +215,103 @@ class MMAState:
         self.unknown_events: collections.Counter = collections.Counter()
         self.last_stream_at = 0.0
         self.version = 0                           # bumped on every change (snapshot cache key)
-        self._handlers = {
-            events.RESPONSE: self._on_response,
-            events.MMA_STREAM: self._on_stream,
-            events.MMA_STATE_UPDATE: self._on_state_update,
-            events.MMA_SPAWN_APPROVAL: self._on_approval,
-            events.MMA_STEP_APPROVAL: self._on_approval,
-            events.MMA_APPROVAL_CLOSED: self._on_approval_closed,
-            events.MMA_ERROR: self._on_error,
-            events.MMA_TRACKS: self._on_tracks,
-            events.MMA_LOG: self._on_log,
-            events.COMMS: self._on_comms,
+        self._handlers: dict[type[events.Event], Callable[[Any], None]] = {
+            events.Response: self._on_response,
+            events.StreamChunk: self._on_stream,
+            events.StateUpdate: self._on_state_update,
+            events.ApprovalRequest: self._on_approval,
+            events.ApprovalClosed: self._on_approval_closed,
+            events.ErrorEvent: self._on_error,
+            events.TracksPlanned: self._on_tracks,
+            events.LogLine: self._on_log,
+            events.CommsEntry: self._on_comms,
         }
 
     # -- the one way in ------------------------------------------------------------
     def apply(self, name: str, payload: Any) -> bool:
-        """Apply one engine event.  Returns False (and logs) for an unknown name or bad payload."""
-        handler = self._handlers.get(name)
-        if handler is None:
+        """Apply one engine event (typed, or a plain dict under its wire name).
+
+        Returns False (and logs) for an unknown name or a payload that does not fit it.
+        """
+        try:
+            event = events.from_wire(name, payload)
+        except events.EventPayloadError as exc:
             self.unknown_events[name] += 1
-            log.warning("unknown GUI event %r (payload keys: %s); ignored", name,
-                        sorted(payload) if isinstance(payload, dict) else type(payload).__name__)
+            log.warning("GUI event ignored: %s", exc)
             return False
-        if not isinstance(payload, dict):
-            log.error("event %r carries a %s, expected a dict; ignored", name, type(payload).__name__)
-            self.unknown_events[name] += 1
-            return False
-        handler(payload)
+        self._handlers[type(event)](event)
         self.events_applied += 1
         self.event_counts[name] += 1
         self.version += 1
         return True
 
     # -- handlers ---------------------------------------------------------------------
-    def _on_stream(self, p: dict) -> None:
-        sid = str(p.get("stream_id") or "unknown")
-        self.mma_streams.append(sid, str(p.get("text") or ""))
+    def _on_stream(self, e: events.StreamChunk) -> None:
+        self.mma_streams.append(e.stream_id or "unknown", e.text)
         self.last_stream_at = time.monotonic()
 
-    def _on_response(self, p: dict) -> None:
-        sid = str(p.get("stream_id") or "unknown")
-        status = str(p.get("status") or "done")
-        text = p.get("text")
-        text = "" if text is None else str(text)
+    def _on_response(self, e: events.Response) -> None:
+        sid = e.stream_id or "unknown"
+        status = e.status or "done"
+        text = e.text or ""
         if status == "done" or text:
-            self.mma_streams[sid] = text            # seed semantics: the final text wins
+            self.mma_streams[sid] = text            # the final text replaces the streamed chunks
         if status not in ("done", "blocked", "rejected"):
             self.mma_streams.append(sid, f"\n\n[{status}]")
         self.mma_streams.status[sid] = status
         self.last_stream_at = time.monotonic()
 
-    def _on_state_update(self, p: dict) -> None:
-        if p.get("status") is not None:
-            self.mma_status = str(p["status"])
-        if "active_tier" in p:
-            self.active_tier = p["active_tier"]
-        usage = p.get("tier_usage")
-        if isinstance(usage, dict):
+    def _on_state_update(self, e: events.StateUpdate) -> None:
+        self.mma_status = e.status
+        self.active_tier = e.active_tier
+        if e.tier_usage is not None:
             merged = dict(self.mma_tier_usage)
-            for tier, bucket in usage.items():
-                if isinstance(bucket, dict):
-                    merged[tier] = dict(bucket)
+            for tier, bucket in e.tier_usage.items():
+                merged[tier] = dict(bucket)
             self.mma_tier_usage = merged
-        if "track" in p:
-            self.active_track = dict(p["track"]) if isinstance(p["track"], dict) else None
-        if isinstance(p.get("tickets"), list):
-            self.active_tickets = [dict(t) for t in p["tickets"] if isinstance(t, dict)]
-        if isinstance(p.get("critical_path"), list):
-            self.critical_path = [str(t) for t in p["critical_path"]]
+        if e.track is not None:
+            self.active_track = dict(e.track)
+        if e.tickets is not None:
+            self.active_tickets = [dict(t) for t in e.tickets]
+        if e.critical_path is not None:
+            self.critical_path = [str(t) for t in e.critical_path]
 
-    def _on_tracks(self, p: dict) -> None:
-        tracks = p.get("tracks")
-        if not isinstance(tracks, list):
-            log.error("mma_tracks without a track list: %r", p)
-            return
-        self.tracks = [dict(t) for t in tracks if isinstance(t, dict)]
+    def _on_tracks(self, e: events.TracksPlanned) -> None:
+        self.tracks = [dict(t) for t in e.tracks]
 
-    def _on_approval(self, p: dict) -> None:
-        rid = p.get("request_id")
-        if not rid:
-            log.error("approval event without request_id: %s", sorted(p))
-            return
-        rid = str(rid)
-        future = p.get("future")
-        kind = str(p.get("kind") or "step")
-        payload = {k: v for k, v in p.items() if k != "future"}
-        args = payload.get("args")
+    def _on_approval(self, e: events.ApprovalRequest) -> None:
+        payload = {k: v for k, v in e.items() if k != "future"}
         approval = Approval(
-            request_id=rid, kind=kind, ticket_id=str(p.get("ticket_id") or ""), payload=payload,
-            future=future if isinstance(future, concurrent.futures.Future) else None,
-            prompt=str(payload.get("prompt") or ""), context_md=str(payload.get("context_md") or ""),
-            args_text=json.dumps(args, indent=2, ensure_ascii=False) if args is not None else "")
-        if approval.future is None:
-            log.error("approval %s arrived without a future; nobody could receive the answer", rid)
-        if approval.future is not None and approval.future.done():
-            log.info("approval %s was already answered or cancelled before it reached the GUI", rid)
+            request_id=e.request_id, kind=e.kind, ticket_id=e.ticket_id, payload=payload, future=e.future,
+            prompt=e.prompt or "", context_md=e.context_md or "",
+            args_text=json.dumps(e.args, indent=2, ensure_ascii=False) if e.args is not None else "")
+        if e.future.done():
+            log.info("approval %s was already answered or cancelled before it reached the GUI", e.request_id)
             return
-        self.pending_approvals[rid] = approval
+        self.pending_approvals[e.request_id] = approval
         if self.auto_approve:
-            self.approve(rid, True)
+            self.approve(e.request_id, True)
 
-    def _on_approval_closed(self, p: dict) -> None:
-        rid = str(p.get("request_id") or "")
-        approval = self.pending_approvals.pop(rid, None)
-        outcome = p.get("outcome", "closed")
+    def _on_approval_closed(self, e: events.ApprovalClosed) -> None:
+        approval = self.pending_approvals.pop(e.request_id, None)
         if approval is not None:
-            self.approval_history.append({"request_id": rid, "kind": approval.kind,
-                                          "ticket_id": approval.ticket_id, "outcome": outcome})
-            log.info("approval %s closed elsewhere (%s)", rid, outcome)
-            if outcome == "timeout":
-                self.add_error(f"approval {rid} for ticket {approval.ticket_id} timed out",
+            self.approval_history.append({"request_id": e.request_id, "kind": approval.kind,
+                                          "ticket_id": approval.ticket_id, "outcome": e.outcome})
+            log.info("approval %s closed elsewhere (%s)", e.request_id, e.outcome)
+            if e.outcome == "timeout":
+                self.add_error(f"approval {e.request_id} for ticket {approval.ticket_id} timed out",
                                "answer approvals sooner, or raise budgets.approval_timeout_s",
                                ticket_id=approval.ticket_id)
 
-    def _on_error(self, p: dict) -> None:
-        self.add_error(str(p.get("message") or "unknown error"), str(p.get("hint") or ""),
-                       ticket_id=p.get("ticket_id"), stream_id=p.get("stream_id"), source="engine")
+    def _on_error(self, e: events.ErrorEvent) -> None:
+        self.add_error(e.message or "unknown error", e.hint, ticket_id=e.ticket_id, stream_id=e.stream_id,
+                       source="engine")
 
-    def _on_log(self, p: dict) -> None:
-        self.logs.append(str(p.get("message", "")))
+    def _on_log(self, e: events.LogLine) -> None:
+        self.logs.append(e.message)
 
-    def _on_comms(self, p: dict) -> None:
-        self.comms.append(p)
+    def _on_comms(self, e: events.CommsEntry) -> None:
+        self.comms.append(e.entry)
 
     # -- errors ----------------------------------------------------------------------------
     def add_error(self, message: str, hint: str = "", *, ticket_id: Any = None, stream_id: Any = None,

@@ -273,7 +273,7 @@ def _tickets(app) -> None:
         if imgui.is_item_hovered(imgui.HoveredFlags_.allow_when_disabled):
             imgui.set_tooltip("Step mode: ask for approval before this ticket starts")
         imgui.table_next_column()
-        if engine is not None and not engine.engine.auto_queue and status == "todo":
+        if engine is not None and not engine.execution.auto_queue and status == "todo":
             if imgui.small_button(f"Run##{tid}"):
                 app.ui(app.queue_ticket, tid)
         else:

@@ -1,5 +1,4 @@
-"""The seed's failures, made impossible: worker output reaches the queue, tokens are real,
-sessions are per worker, and errors are visible."""
+"""Worker output reaches the queue, tokens are real, sessions are per worker, errors are visible."""
 import asyncio
 import threading
 
@@ -8,6 +7,7 @@ import pytest
 import ai_client
 import events
 import multi_agent_conductor as mac
+import planning
 import providers
 from models import BLOCKED, COMPLETED, TODO, Ticket, Track, WorkerContext
 from providers.base import Usage
@@ -30,7 +30,7 @@ def stub_provider(monkeypatch):
     return register
 
 
-# -- seed Task 1.4 -----------------------------------------------------------------
+# -- the worker's response and stream events ------------------------------------------
 async def test_run_worker_lifecycle_pushes_response_with_stream_id(monkeypatch):
     def fake_send(self, md, user, base_dir=".", **kw):
         self.usage = Usage(11, 7)
@@ -39,12 +39,12 @@ async def test_run_worker_lifecycle_pushes_response_with_stream_id(monkeypatch):
     loop = asyncio.get_running_loop()
     q = events.AsyncEventQueue()
     ticket = Ticket("T42", "write the thing")
-    text = await loop.run_in_executor(None, mac.run_worker_lifecycle, ticket,
-                                      WorkerContext("T42", "gemini-2.5-flash-lite", provider="mock"),
-                                      None, q, None, "", loop)
+    outcome = await loop.run_in_executor(None, mac.run_worker_lifecycle, ticket,
+                                         WorkerContext("T42", "gemini-2.5-flash-lite", provider="mock"),
+                                         None, q, None, "", loop)
     got = await drain(q)
     responses = [p for n, p in got if n == "response"]
-    assert text == "fixed worker output"
+    assert outcome.text == "fixed worker output" and outcome.usage == Usage(11, 7)
     assert responses == [{"text": "fixed worker output", "stream_id": "Tier 3 (Worker): T42",
                           "status": "done", "ticket_id": "T42"}]
     assert ticket.status == COMPLETED and ticket.usage.input == 11 and ticket.usage.output == 7
@@ -54,8 +54,9 @@ async def test_streamed_chunks_arrive_in_order_and_join_to_the_reply():
     loop = asyncio.get_running_loop()
     q = events.AsyncEventQueue()
     ticket = Ticket("T1", "stream please")
-    text = await loop.run_in_executor(None, mac.run_worker_lifecycle, ticket,
-                                      WorkerContext("T1", "m", provider="mock"), None, q, None, "", loop)
+    outcome = await loop.run_in_executor(None, mac.run_worker_lifecycle, ticket,
+                                         WorkerContext("T1", "m", provider="mock"), None, q, None, "", loop)
+    text = outcome.text
     got = await drain(q)
     chunks = [p["text"] for n, p in got if n == "mma_stream"]
     assert len(chunks) > 5
@@ -118,9 +119,9 @@ async def run_pipeline(epic: str, **engine_kw):
     old = ai_client.comms_log_callback
     ai_client.comms_log_callback = sink
     try:
-        plan = await loop.run_in_executor(None, lambda: mac.plan_epic(epic, provider="mock", event_queue=q, loop=loop))
+        plan = await loop.run_in_executor(None, lambda: planning.plan_epic(epic, provider="mock", event_queue=q))
         track = plan.value[0]
-        tix = await loop.run_in_executor(None, lambda: mac.generate_tickets(track, provider="mock", event_queue=q, loop=loop))
+        tix = await loop.run_in_executor(None, lambda: planning.generate_tickets(track, provider="mock", event_queue=q))
         track.tickets = tix.value
         engine = mac.ConductorEngine(track, q, auto_queue=True, provider="mock", **engine_kw)
         engine.add_usage("Tier 1", plan.usage.input_tokens, plan.usage.output_tokens)
@@ -292,8 +293,8 @@ async def test_invalid_reply_is_asked_once_more_then_fails_keeping_the_raw_reply
         self.log("IN", "response", {"text": text, "usage": {"input_tokens": 1, "output_tokens": 1}})
         return ai_client.SendResult(text, Usage(1, 1))
     monkeypatch.setattr(ai_client.Session, "send", fake_send)
-    with pytest.raises(mac.PlanningError, match="still not usable after one retry") as info:
-        mac.generate_tickets(Track("t_20260101", "t"), provider="mock")
+    with pytest.raises(planning.PlanningError, match="still not usable after one retry") as info:
+        planning.generate_tickets(Track("t_20260101", "t"), provider="mock")
     assert "not json at all" in info.value.raw and "still not json" in info.value.raw
 
 
@@ -305,7 +306,7 @@ async def test_repair_round_succeeds(monkeypatch):
         prompts.append(user)
         return ai_client.SendResult(next(replies), Usage(2, 3))
     monkeypatch.setattr(ai_client.Session, "send", fake_send)
-    result = mac.generate_tickets(Track("t_20260101", "t"), provider="mock")
+    result = planning.generate_tickets(Track("t_20260101", "t"), provider="mock")
     assert [t.id for t in result.value] == ["A"] and result.usage == Usage(4, 6)
     assert "could not be used" in prompts[1]
 

@@ -4,6 +4,7 @@ import json
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import multi_agent_conductor as mac
+import planning
 from models import Ticket, Track
 
 json_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20))
@@ -58,7 +59,7 @@ def test_ticket_shaped_replies_give_a_dag_or_a_clear_error(items, style):
 @given(st.text(max_size=300))
 def test_random_text_never_crashes(text):
     check(mac.parse_json_tickets, text)
-    tracks = check(mac.parse_json_tracks, text)
+    tracks = check(planning.parse_json_tracks, text)
     if tracks is not None:
         assert all(isinstance(t, Track) and t.id for t in tracks)
 

@@ -1,0 +1,205 @@
+"""A Tier 3 worker: one ticket, a clean model session, and an outcome for the engine.
+
+The worker never writes ticket state.  It asks for approvals (`approvals.confirm_spawn`,
+`approvals.confirm_execution`), talks to the model through the module-level
+`ai_client.send` bound to its own fresh session, streams what the model says as
+events, and returns a `WorkerOutcome`: what happened (`OutcomeKind`), the text, the
+reason, the tokens billed and whether a retry makes sense.  The `ConductorEngine`
+applies that outcome on its loop thread, so a state snapshot never sees a ticket
+half-written.  Called with no engine (a script, a test), the worker applies the
+outcome to the ticket itself: nobody else owns it then.
+
+The engine reaches the worker through `run_worker_lifecycle(ticket, context,
+context_files, event_queue, engine, md_content, loop)` in that positional order, and
+is the worker's host (`WorkerHost`): run settings, abort hooks, approval bookkeeping.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import enum
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import ai_client
+import approvals
+import events
+from models import BLOCKED, COMPLETED, TODO, Ticket, WorkerContext
+from providers.base import CancelledByUser, ProviderError, Usage
+
+log = logging.getLogger(__name__)
+
+TIER3_ROLE = "Tier 3 (Worker)"
+TIER3_SYSTEM = """You are Tier 3 (Worker) of a multi-model coding pipeline. Do exactly one ticket.
+Use the tools when you need to read or change files; writes and shell commands need the user's approval.
+Finish with a short report. If you cannot do the ticket, reply with a first line starting with
+`BLOCKED:` and the reason."""
+
+
+def worker_stream_id(ticket_id: str) -> str:
+    return f"Tier 3 (Worker): {ticket_id}"
+
+
+class OutcomeKind(enum.Enum):
+    DONE = "done"
+    BLOCKED = "blocked"                        # the model said it cannot do the ticket
+    ERROR = "error"                            # the provider failed, or the worker crashed
+    REJECTED = "rejected"                      # the user refused the spawn
+    APPROVAL_TIMED_OUT = "timed_out"           # nobody answered the spawn approval in time
+    ABORTED = "aborted"                        # the run was aborted (mid-call or mid-approval)
+
+
+# What each kind leaves the ticket as, and whether another attempt can help.
+_TICKET_STATUS = {OutcomeKind.DONE: COMPLETED, OutcomeKind.ABORTED: TODO}
+_RETRYABLE = {OutcomeKind.BLOCKED, OutcomeKind.ERROR}
+
+
+@dataclass(frozen=True)
+class WorkerOutcome:
+    ticket_id: str
+    kind: OutcomeKind
+    text: str = ""
+    reason: str = ""                           # the blocked reason shown to the user
+    usage: Usage = field(default_factory=Usage)
+    model: str = ""
+    finished_at: float = field(default_factory=time.time)
+
+    @property
+    def retryable(self) -> bool:
+        """A blocked or failed attempt may succeed on a stronger model; a refusal, a
+        time-out or an abort is the user's decision and is not retried."""
+        return self.kind in _RETRYABLE
+
+    @property
+    def ticket_status(self) -> str:
+        return _TICKET_STATUS.get(self.kind, BLOCKED)
+
+    def record_on(self, ticket: Ticket) -> None:
+        """Write everything but the status: result, reason, tokens, end time."""
+        ticket.result = self.text
+        ticket.blocked_reason = self.reason
+        ticket.finished_at = self.finished_at
+        ticket.usage.add(self.usage.input_tokens, self.usage.output_tokens)
+
+
+class WorkerHost(Protocol):
+    """What a worker needs from whoever runs it (the `ConductorEngine`)."""
+    provider: str
+    base_dir: str
+    tools_enabled: bool
+    require_spawn_approval: bool
+    approval_timeout: float
+
+    def approval_requested(self, future: concurrent.futures.Future) -> None:
+        """An approval is pending; abort cancels it."""
+
+    def session_started(self, ticket_id: str, session: ai_client.Session) -> None:
+        """The worker's model session exists; abort cancels it."""
+
+    def session_ended(self, ticket_id: str) -> None: ...
+
+
+def build_worker_prompt(ticket: Ticket) -> str:
+    parts = [f"<TICKET>\nTicket {ticket.id}: {ticket.description}\n</TICKET>"]
+    if ticket.context_requirements:
+        parts.append("Relevant files: " + ", ".join(ticket.context_requirements))
+    if ticket.retry_count:
+        parts.append(f"This is retry {ticket.retry_count}. Previous attempt: {ticket.blocked_reason}")
+        if ticket.diagnosis:
+            parts.append(f"QA diagnosis: {ticket.diagnosis}")
+    return "\n\n".join(parts)
+
+
+def _files_context(paths: list[str] | None, base_dir: str) -> str:
+    if not paths:
+        return ""
+    from context_builder import ContextItem, build_context
+    return build_context([ContextItem(p, "full") for p in paths], root=base_dir).markdown
+
+
+_SPAWN_REFUSALS = {
+    approvals.REJECTED: (OutcomeKind.REJECTED, "spawn rejected by the user"),
+    approvals.TIMED_OUT: (OutcomeKind.APPROVAL_TIMED_OUT, "spawn approval timed out"),
+    approvals.CANCELLED: (OutcomeKind.ABORTED, "aborted by the user"),
+}
+
+
+def run_worker_lifecycle(ticket: Ticket, context: WorkerContext, context_files: list[str] | None = None,
+                         event_queue: events.AsyncEventQueue | None = None, engine: WorkerHost | None = None,
+                         md_content: str = "", loop: asyncio.AbstractEventLoop | None = None) -> WorkerOutcome:
+    """Run one ticket on its Tier 3 model in a clean session; return what happened.
+
+    Streams chunks as `mma_stream` events and always ends with one `response` event
+    (`{"text", "stream_id": "Tier 3 (Worker): <id>", "status"}`), so the GUI never
+    waits for output that will not come.  `loop` binds `event_queue` if nothing has yet.
+    """
+    if event_queue is not None and event_queue.loop is None and loop is not None:
+        event_queue.bind(loop)
+    stream_id = worker_stream_id(ticket.id)
+    model = context.model_name
+    billed = Usage()
+
+    def finish(kind: OutcomeKind, text: str = "", reason: str = "") -> WorkerOutcome:
+        outcome = WorkerOutcome(ticket.id, kind, text, reason, billed, model)
+        if engine is None:                     # nobody else owns this ticket
+            outcome.record_on(ticket)
+            ticket.status = outcome.ticket_status
+        if kind is OutcomeKind.ERROR:
+            events.emit(event_queue, events.ErrorEvent(reason, ticket_id=ticket.id, stream_id=stream_id))
+        events.emit(event_queue, events.Response(text or (f"[{reason}]" if reason else ""), stream_id,
+                                                 kind.value, ticket.id))
+        log.info("ticket %s finished: %s (%d in / %d out tokens)", ticket.id, kind.value,
+                 billed.input_tokens, billed.output_tokens)
+        return outcome
+
+    prompt = build_worker_prompt(ticket)
+    timeout = engine.approval_timeout if engine is not None else approvals.DEFAULT_APPROVAL_TIMEOUT
+    on_request = engine.approval_requested if engine is not None else None
+    if engine is not None and engine.require_spawn_approval:
+        spawn = approvals.confirm_spawn(TIER3_ROLE, prompt, md_content, event_queue, ticket.id,
+                                        timeout=timeout, model=model, on_request=on_request)
+        approved, prompt, md_content = spawn
+        if not approved:
+            kind, reason = _SPAWN_REFUSALS[spawn.decision.outcome]
+            if kind is OutcomeKind.APPROVAL_TIMED_OUT:
+                reason = f"{reason}: {spawn.decision.reason}"
+            return finish(kind, "", reason)
+
+    def stream(chunk: str) -> None:
+        events.emit(event_queue, events.StreamChunk(stream_id, chunk))
+
+    def approve_tool(name: str, args: dict, description: dict) -> dict:
+        decision = approvals.confirm_execution({"tool": name, "args": args, "description": description},
+                                               event_queue, ticket.id, timeout=timeout, kind="tool",
+                                               on_request=on_request)
+        return {"approved": decision.approved, "args": decision.edits.get("args", args)}
+
+    tools = bool(engine is not None and engine.tools_enabled)
+    base_dir = engine.base_dir if engine is not None else "."
+    provider = context.provider or (engine.provider if engine is not None else None)
+    kind, text, reason = OutcomeKind.DONE, "", ""
+    with ai_client.session_scope(provider, model, label=stream_id):
+        session = ai_client.reset_session()    # a clean context, for this thread only
+        if engine is not None:
+            engine.session_started(ticket.id, session)
+        try:
+            files_md = _files_context(context_files, base_dir)
+            text = ai_client.send("\n\n".join(p for p in (md_content, files_md) if p), prompt, base_dir,
+                                  pre_tool_callback=approve_tool if tools else None, stream_callback=stream,
+                                  system_prompt=TIER3_SYSTEM, tools=tools)
+            if text.lstrip().upper().startswith("BLOCKED"):
+                kind, reason = OutcomeKind.BLOCKED, text.strip().splitlines()[0][:500]
+        except CancelledByUser:
+            kind, reason = OutcomeKind.ABORTED, "aborted by the user"
+        except ProviderError as exc:
+            kind, reason, text = OutcomeKind.ERROR, exc.user_message(), exc.partial_text
+        except Exception as exc:               # surface everything: never a silent worker death
+            log.exception("worker for ticket %s crashed", ticket.id)
+            kind, reason = OutcomeKind.ERROR, f"{type(exc).__name__}: {exc}"
+        finally:
+            if engine is not None:
+                engine.session_ended(ticket.id)
+            billed = ai_client.current_session().usage
+    return finish(kind, text, reason)
