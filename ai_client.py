@@ -7,8 +7,8 @@ retries, comms log, token accounting) happens here once for all providers.
 
 Sessions are per execution context (`contextvars`).  A worker thread that
 calls `reset_session()` replaces only its own session; the GUI thread's or
-another worker's call in flight is untouched.  That is the fix for the
-upstream bug where a global reset raced with a Tier 2 call.
+another worker's call in flight is untouched, so a worker's reset cannot
+race with a Tier 2 call on another thread.
 """
 from __future__ import annotations
 
@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import providers
+from providers import catalog
 from providers.base import (CancelledByUser, ChatRequest, ChatResponse, ProviderError, ToolCall,
                             Usage)
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODELS = {"mock": "mock-model", "gemini": "gemini-2.5-flash", "anthropic": "claude-sonnet-4-6"}
 MAX_TOOL_ROUNDS = 8
 COMMS_LOG_LIMIT = 5000   # entries kept in memory per session; the JSONL file keeps everything
 
@@ -75,6 +75,11 @@ def configure(provider: str | None = None, model: str | None = None,
             _session_log_dir = Path(session_log_dir)
 
 
+def _default_chat_model(provider: str) -> str:
+    """The catalog's chat model; "" for an adapter registered at run time (it picks its own)."""
+    return catalog.default_chat_model(provider) if catalog.is_provider(provider) else ""
+
+
 def _redact(text: str) -> str:
     from providers import credentials
     return credentials.redact(text)
@@ -112,7 +117,7 @@ class Session:
         with _config_lock:
             fallback_model = _default_model if _default_provider in (None, self.provider) else None
             self._log_dir = Path(log_dir) if log_dir else _session_log_dir
-        self.model = model or fallback_model or DEFAULT_MODELS.get(self.provider, "")
+        self.model = model or fallback_model or _default_chat_model(self.provider)
         self.label = label
         self.adapter_options = dict(adapter_options or {})
         self._adapter = None
@@ -135,7 +140,7 @@ class Session:
         if provider not in providers.PROVIDERS:
             raise ValueError(f"unknown provider {provider!r}; choose one of {', '.join(providers.PROVIDERS)}")
         self.provider = provider
-        self.model = model or DEFAULT_MODELS.get(provider, "")
+        self.model = model or _default_chat_model(provider)
         self._adapter = None
 
     # -- comms log -------------------------------------------------------------
@@ -356,7 +361,7 @@ def session_scope(provider: str | None = None, model: str | None = None, **kwarg
         _current.reset(token)
 
 
-# -- seed-compatible module functions (act on the current session) -------------
+# -- module-level functions (act on the current session) ------------------------
 def send(md_content: str, user_message: str, base_dir: str = ".", pre_tool_callback=None,
          qa_callback=None, stream_callback=None, **kwargs) -> str:
     return current_session().send(md_content, user_message, base_dir,

@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 
-PROVIDERS = ("mock", "gemini", "anthropic")
+from providers.catalog import provider_names
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _common_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--project", default=".", help="project folder (created if missing)")
-    p.add_argument("--provider", choices=PROVIDERS, default=os.environ.get("MMA_PROVIDER") or None,
+    p.add_argument("--provider", choices=provider_names(), default=os.environ.get("MMA_PROVIDER") or None,
                    help="model provider (default: MMA_PROVIDER, the project file, a provider with a key, else mock)")
     p.add_argument("--auto", action="store_true",
                    help="approve every worker spawn and step up front and execute the tickets")

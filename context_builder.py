@@ -18,23 +18,13 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from file_cache import MODES, FileCache, ViewResult, is_python_path
+from providers import catalog
 
 log = logging.getLogger(__name__)
 
 IMAGE_TOKENS = 258  # what Gemini bills per image up to 384x384; used as a flat estimate
-DEFAULT_CONTEXT_WINDOW = 128_000
-MODEL_CONTEXT_WINDOWS = {
-    "gemini-2.5-flash-lite": 1_048_576,
-    "gemini-2.5-flash": 1_048_576,
-    "gemini-2.5-pro": 1_048_576,
-    "gemini-3-flash-preview": 1_048_576,
-    "gemini-3.1-pro-preview": 1_048_576,
-    "claude-sonnet-4-5": 200_000,
-    "claude-opus-4-1": 200_000,
-    "claude-haiku-4-5": 200_000,
-    "mock": 1_000_000,
-}
-_PREFIX_WINDOWS = (("claude-", 200_000), ("gemini-", 1_048_576), ("mock", 1_000_000))
+DEFAULT_CONTEXT_WINDOW = catalog.DEFAULT_CONTEXT_WINDOW
+MODEL_CONTEXT_WINDOWS = catalog.context_windows()   # read-only {model: tokens} of the listed models
 _FENCE_LANG = {".py": "python", ".pyi": "python", ".pyw": "python", ".md": "markdown",
                ".toml": "toml", ".json": "json", ".yaml": "yaml", ".yml": "yaml", ".js": "javascript",
                ".ts": "typescript", ".rs": "rust", ".go": "go", ".c": "c", ".h": "c", ".cpp": "cpp",
@@ -50,13 +40,8 @@ def estimate_tokens(text: str) -> int:
 
 
 def context_window_for(model: str | None) -> int:
-    if model in MODEL_CONTEXT_WINDOWS:
-        return MODEL_CONTEXT_WINDOWS[model]
-    for prefix, window in _PREFIX_WINDOWS:
-        if model and model.startswith(prefix):
-            return window
-    log.debug("unknown model %r, assuming a %d-token context window", model, DEFAULT_CONTEXT_WINDOW)
-    return DEFAULT_CONTEXT_WINDOW
+    """The model's context window from `providers.catalog` (by name prefix for unlisted models)."""
+    return catalog.context_window(model)
 
 
 @dataclass(frozen=True)

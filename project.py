@@ -29,6 +29,8 @@ import tomli_w
 
 from models import TIERS, utc_now
 from persistence import atomic_write_bytes, atomic_write_text, remove_stale_temp_files
+from providers import catalog
+from providers.catalog import TierConfigError, TierModels
 
 log = logging.getLogger(__name__)
 
@@ -36,40 +38,19 @@ PROJECT_FILE = "mma_project.toml"
 LAST_GOOD_FILE = ".mma_project.last_good.toml"
 FILE_MODES = ("full", "skeleton", "curated", "outline")
 ROLES = ("user", "assistant", "system")
-PROVIDERS = ("mock", "gemini", "anthropic")
+PROVIDERS = catalog.provider_names()
 DEFAULT_DISCUSSION = "main"
 
-_GEMINI_MODELS = {
-    "Tier 1": "gemini-3.1-pro-preview",
-    "Tier 2": "gemini-3-flash-preview",
-    "Tier 3": ["gemini-2.5-flash-lite", "gemini-2.5-flash", "gemini-3.1-pro-preview"],
-    "Tier 4": "gemini-2.5-flash-lite",
-}
-_ANTHROPIC_MODELS = {
-    "Tier 1": "claude-opus-4-8",
-    "Tier 2": "claude-sonnet-4-6",
-    "Tier 3": ["claude-haiku-5-5", "claude-sonnet-4-6", "claude-opus-4-8"],
-    "Tier 4": "claude-haiku-5-5",
-}
-# USD per 1M tokens (input, output).  Estimates; edit them in the project file.
-_DEFAULT_PRICES = {
-    "gemini-2.5-flash-lite": (0.10, 0.40),
-    "gemini-2.5-flash": (0.30, 2.50),
-    "gemini-3-flash-preview": (0.50, 3.00),
-    "gemini-3.1-pro-preview": (2.00, 12.00),
-    "claude-haiku-5-5": (1.00, 5.00),
-    "claude-sonnet-4-6": (3.00, 15.00),
-    "claude-opus-4-8": (5.00, 25.00),
-}
 _FIX_HINT = ("Fix it in a text editor and reload the project; until then MMA Desk keeps the "
              "last good settings and does not overwrite the file.")
 
 
 def default_tier_models(provider: str = "gemini") -> dict[str, Any]:
-    """Per-tier models for a provider (`mock` uses the Gemini names)."""
-    if provider not in PROVIDERS:
-        raise ValueError(f"unknown provider {provider!r}; expected one of {'/'.join(PROVIDERS)}")
-    return copy.deepcopy(_ANTHROPIC_MODELS if provider == "anthropic" else _GEMINI_MODELS)
+    """A provider's per-tier models in the `[models]` table shape (a fresh dict).
+
+    `providers.catalog.default_tier_models` gives the same as a `TierModels` value.
+    """
+    return catalog.default_tier_models(provider).to_config()
 
 
 class ProjectFileError(ValueError):
@@ -116,14 +97,21 @@ class Budgets:
 class ModelPrice:
     input: float                   # USD per 1M input tokens
     output: float                  # USD per 1M output tokens
+    # USD per 1M input tokens read from the provider's prompt cache; None: billed as input
+    cached_input: float | None = None
     extra: dict = field(default_factory=dict)
 
-    def cost(self, input_tokens: int, output_tokens: int) -> float:
-        return (input_tokens * self.input + output_tokens * self.output) / 1_000_000
+    def cost(self, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0) -> float:
+        """USD for a call; `input_tokens` excludes the `cached_input_tokens`."""
+        cached = self.input if self.cached_input is None else self.cached_input
+        return (input_tokens * self.input + output_tokens * self.output
+                + cached_input_tokens * cached) / 1_000_000
 
 
 def default_prices() -> dict[str, ModelPrice]:
-    return {name: ModelPrice(i, o) for name, (i, o) in _DEFAULT_PRICES.items()}
+    """The catalog's price of every model it lists (`providers.catalog`)."""
+    listed = (catalog.model_info(name) for name in catalog.model_names())
+    return {m.name: ModelPrice(m.price.input, m.price.output, m.price.cached_input) for m in listed}
 
 
 @dataclass
@@ -152,6 +140,10 @@ class ProjectConfig:
 
     def price_for(self, model: str) -> ModelPrice | None:
         return self.prices.get(model)
+
+    def tier_models(self) -> TierModels:
+        """`models` as a TierModels value (ValueError if an edit left a bad value in it)."""
+        return TierModels.from_config(self.models, self.provider)
 
     def switch_provider(self, provider: str) -> None:
         """Change provider; models still at the old provider's defaults follow along."""
@@ -329,17 +321,14 @@ def _key(name: str) -> str:
 
 
 def _models(raw: Any, provider: str) -> dict[str, Any]:
-    models = default_tier_models(provider if provider in PROVIDERS else "gemini")
-    for tier, value in _table(raw, "models").items():
-        where = f"models.{_key(tier)}"
-        if tier == "Tier 3":
-            value = [value] if isinstance(value, str) else _str_list(value, where)
-            if not value:
-                raise _BadValue(where, "expected at least one model (the escalation list)")
-        elif tier in TIERS and not isinstance(value, str):
-            raise _BadValue(where, f"expected a model name, got {_show(value)}")
-        models[tier] = value
-    return models
+    """The tiers checked and completed from the provider's defaults; other keys kept as they are."""
+    table = _table(raw, "models")
+    try:
+        tiers = TierModels.from_config(table, provider)
+    except TierConfigError as exc:
+        index = "" if exc.index is None else f"[{exc.index}]"
+        raise _BadValue(f"models.{_key(exc.tier)}{index}", exc.detail) from exc
+    return {**tiers.to_config(), **{k: v for k, v in table.items() if k not in TIERS}}
 
 
 def _budgets(raw: Any) -> Budgets:
@@ -362,14 +351,17 @@ def _prices(raw: Any) -> dict[str, ModelPrice]:
     for model, item in _table(raw, "prices").items():
         w = f"prices.{_key(model)}"
         t = _table(item, w)
-        values = []
-        for key in ("input", "output"):
-            v = _get(t, key, (int, float), 0.0, w + ".", "a price in USD per 1M tokens")
-            if v < 0:
-                raise _BadValue(f"{w}.{key}", f"expected a price >= 0, got {_show(v)}")
-            values.append(float(v))
-        out[model] = ModelPrice(*values, extra=_rest(t, ("input", "output")))
+        cached = _price(t, "cached_input", w) if "cached_input" in t else None
+        out[model] = ModelPrice(_price(t, "input", w), _price(t, "output", w), cached,
+                                extra=_rest(t, ("input", "output", "cached_input")))
     return out
+
+
+def _price(table: dict, key: str, where: str) -> float:
+    v = _get(table, key, (int, float), 0.0, where + ".", "a price in USD per 1M tokens")
+    if v < 0:
+        raise _BadValue(f"{where}.{key}", f"expected a price >= 0, got {_show(v)}")
+    return float(v)
 
 
 _TOP_KEYS = ("name", "provider", "files", "screenshots", "discussions", "discussion_order",
@@ -417,7 +409,8 @@ def config_to_dict(cfg: ProjectConfig) -> dict:
         "budgets": {**cfg.budgets.extra, "max_context_tokens": cfg.budgets.max_context_tokens,
                     "max_workers": cfg.budgets.max_workers,
                     "approval_timeout_s": cfg.budgets.approval_timeout_s},
-        "prices": {m: {**p.extra, "input": p.input, "output": p.output}
+        "prices": {m: {**p.extra, "input": p.input, "output": p.output,
+                       "cached_input": p.cached_input}     # None is left out
                    for m, p in cfg.prices.items()},
         "discussions": {name: [{**e.extra, "role": e.role, "content": e.content, "ts": e.ts}
                                for e in entries]

@@ -10,7 +10,7 @@ imgui import, so every behaviour is unit-testable without a window.  Pieces:
 - `gui/chat.py`        `ChatWorker`: the send on its own thread, results via a SimpleQueue;
 - `gui/comms_log.py`   `CommsLog` (re-exported here).
 
-Threading (see ../shared/design.md): everything here runs on the GUI thread;
+Threading: everything here runs on the GUI thread;
 only `ChatWorker` sends on its thread, and `poll()` drains its results once
 per frame.  `CommsLog.sink(entry)` may be called from any thread.
 
@@ -41,8 +41,9 @@ from gui.chat import CHAT_SYSTEM_PROMPT, ChatWorker
 from gui.comms_log import CommsLog, CommsRow
 from gui.file_items import IMAGE_SUFFIXES, SOURCES, TYPING_SETTLE_S, FileItems, FileRow
 from headless import SESSION_LOG_DIR
-from project import (PROJECT_FILE, PROVIDERS, DiscussionEntry, ProjectFileError, default_tier_models,
-                     load_project_or_last_good, save_project)
+from project import (PROJECT_FILE, PROVIDERS, DiscussionEntry, ProjectFileError, load_project_or_last_good,
+                     save_project)
+from providers import catalog
 from providers.credentials import redact
 
 __all__ = ["CHAT_SYSTEM_PROMPT", "CommsLog", "CommsRow", "ContextState", "FileRow", "IMAGE_SUFFIXES",
@@ -316,15 +317,9 @@ class ContextState(FileItems):
     # ------------------------------------------------------------------ provider / model
     def models_for(self, provider: str) -> list[str]:
         """The chat model choices for a provider, its default first."""
-        tiers = self.config.models if provider == self.config.provider else default_tier_models(provider)
-        names = [ai_client.DEFAULT_MODELS.get(provider, "")]
-        for value in tiers.values():
-            names.extend(value if isinstance(value, list) else [value])
-        seen: list[str] = []
-        for name in names:
-            if isinstance(name, str) and name and name not in seen:
-                seen.append(name)
-        return seen
+        tiers = (self.config.tier_models() if provider == self.config.provider
+                 else catalog.default_tier_models(provider))
+        return list(dict.fromkeys((catalog.default_chat_model(provider), *tiers.all_models())))
 
     def set_provider(self, provider: str) -> bool:
         if provider not in PROVIDERS:

@@ -1,19 +1,18 @@
 """Provider adapters behind `ai_client`: one small adapter per provider.
 
-`make_adapter(name)` is the only place that knows which module implements
-which provider; SDK imports stay lazy so the mock path never pays for them.
+`make_adapter(name)` builds the adapter that `PROVIDERS` names for a provider.
+`PROVIDERS` starts as the catalog's table of built-in adapters
+(`providers.catalog`); tests and benchmarks register stand-in adapters in it
+at run time.  SDK imports stay lazy so the mock path never pays for them.
 """
 from __future__ import annotations
 
 import importlib
 
+from providers import catalog
 from providers.base import ProviderAdapter, ProviderUnavailableError
 
-PROVIDERS = {
-    "mock": ("providers.mock", "MockAdapter"),
-    "gemini": ("providers.gemini", "GeminiAdapter"),
-    "anthropic": ("providers.anthropic_provider", "AnthropicAdapter"),
-}
+PROVIDERS: dict[str, tuple[str, str]] = catalog.adapter_classes()   # name -> (module, class)
 
 
 def make_adapter(name: str, **options) -> ProviderAdapter:
