@@ -42,7 +42,7 @@ import ai_client
 import events
 import multi_agent_conductor as mac
 import project as project_mod
-from gui.commands import RUN_LABELS, PipelineCommands, copy_models
+from gui.commands import RUN_LABELS, PipelineCommands
 from gui.context_state import CommsLog, ContextState, session_log_dir
 from gui.frame_stats import FrameStats
 from gui.hook_actions import CLICKABLE_ITEMS, SETTABLE_FIELDS, HookSurface  # noqa: F401  (re-exported)
@@ -53,6 +53,7 @@ from pipeline import EngineThread, Pipeline
 from planning import PlanningError
 from providers.base import ProviderError
 from providers.credentials import install_log_redaction
+from run_settings import RunSettings
 
 log = logging.getLogger("gui_2")
 
@@ -95,20 +96,18 @@ class App(PipelineCommands):
         self.comms_log = CommsLog()
         self.comms_log.install()
         cfg = self.project
-        self.provider = self.ctx.current_provider
-        models = cfg.models if cfg.path.exists() else project_mod.default_tier_models(self.provider)
-        self.tier_models: dict[str, Any] = copy_models(models)
+        provider = self.ctx.current_provider
+        self.run_settings = RunSettings.for_provider(
+            provider, cfg.tier_models() if cfg.path.exists() and cfg.provider == provider else None,
+            max_workers=cfg.budgets.max_workers, auto_queue=auto_queue,
+            require_spawn_approval=require_spawn_approval, tools_enabled=tools_enabled,
+            approval_timeout=cfg.budgets.approval_timeout_s)
         self._load_tier_inputs()
 
         # -- engine thread, event queue, pipeline -----------------------------------------
         self.engine_thread = EngineThread()
         self.event_queue = events.AsyncEventQueue(loop=self.engine_thread.loop)
-        self.pipeline = Pipeline(
-            self.project_dir, provider=self.provider, tier_models=self.tier_models,
-            event_queue=self.event_queue, max_workers=cfg.budgets.max_workers,
-            require_spawn_approval=require_spawn_approval, auto_queue=auto_queue,
-            tools_enabled=tools_enabled, approval_timeout=cfg.budgets.approval_timeout_s)
-        self.auto_queue = auto_queue
+        self.pipeline = Pipeline(self.project_dir, self.run_settings, event_queue=self.event_queue)
         self._active_track_id: str | None = None
         self._pending_gui_tasks: queue.SimpleQueue = queue.SimpleQueue()
         self._futures: list[tuple[str, concurrent.futures.Future, bool]] = []

@@ -25,6 +25,7 @@ from models import BLOCKED, COMPLETED, IN_PROGRESS
 from pipeline import Pipeline
 from planning import PlanningError
 from providers.base import ProviderError
+from run_settings import RunSettings
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ async def _run(pipeline: Pipeline, printer: ProgressPrinter, epic: str | None, r
                     results[track.id] = "planned"
                     continue
                 printer.line(f"Tier 3 running {len(track.tickets)} tickets of {track.id} "
-                             f"(up to {pipeline.max_workers} in parallel)")
+                             f"(up to {pipeline.settings.max_workers} in parallel)")
                 results[track.id] = await engine.run(pipeline.md_content)
     except (PlanningError, ValueError, ProviderError) as exc:
         printer.line(f"FAILED: {exc}")
@@ -187,12 +188,12 @@ def run_headless(epic: str | None, project_dir: str, *, provider: str | None = N
     # Precedence: --provider / MMA_PROVIDER, then a saved project file, then a key in the env, then mock.
     saved = cfg.path.exists()
     provider = provider or (cfg.provider if saved else None)
-    tier_models = cfg.models if saved and provider in (None, cfg.provider) else None
-    pipeline = Pipeline(root, provider=provider, tier_models=tier_models,
-                        max_workers=max_workers or cfg.budgets.max_workers,
-                        require_spawn_approval=False, auto_queue=True,
-                        tools_enabled=allow_tools in ("read", "all"),
-                        approval_timeout=cfg.budgets.approval_timeout_s)
+    models = cfg.models if saved and provider in (None, cfg.provider) else None
+    settings = RunSettings.for_provider(
+        provider, models, max_workers=max_workers or cfg.budgets.max_workers, auto_queue=True,
+        require_spawn_approval=False, tools_enabled=allow_tools in ("read", "all"),
+        approval_timeout=cfg.budgets.approval_timeout_s)
+    pipeline = Pipeline(root, settings)
     if not epic and not resume_id:
         printer.line("nothing to do: give --epic TEXT or resume TRACK_ID")
         return 2

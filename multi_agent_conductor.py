@@ -34,8 +34,9 @@ import events
 from approvals import DEFAULT_APPROVAL_TIMEOUT, confirm_execution, confirm_spawn
 from dag_engine import ExecutionEngine, TrackDAG
 from models import IN_PROGRESS, Ticket, TierUsage, Track, WorkerContext, new_tier_usage, utc_now
-from planning import parse_json_tickets, tier_models_for
+from planning import parse_json_tickets
 from providers.base import ProviderError
+from run_settings import RunSettings
 from worker import (TIER3_SYSTEM, OutcomeKind, WorkerOutcome, build_worker_prompt, run_worker_lifecycle,
                     worker_stream_id)
 
@@ -51,7 +52,6 @@ TIER4_STREAM = "Tier 4 (QA)"
 # State updates (events and the on-disk save) are coalesced to at most one per interval:
 # snapshotting a 1,000-ticket track on every completion made the engine O(n^2).
 STATE_EMIT_INTERVAL_S = 0.05
-MAX_RETRIES = 2
 
 
 def _queue_put(event_queue: events.AsyncEventQueue | None, loop: asyncio.AbstractEventLoop | None,
@@ -65,37 +65,29 @@ class ConductorEngine:
     """Runs one track's ticket DAG: parallel Tier 3 workers, retries with escalation, approvals."""
 
     def __init__(self, track: Track, event_queue: events.AsyncEventQueue | None = None,
-                 auto_queue: bool = False, *, provider: str | None = None,
-                 tier_models: dict[str, Any] | None = None, max_workers: int = 4,
-                 require_spawn_approval: bool = False, approval_timeout: float = DEFAULT_APPROVAL_TIMEOUT,
-                 base_dir: str = ".", tools_enabled: bool = False, tier_usage: dict | None = None,
-                 max_retries: int = MAX_RETRIES, diagnose_failures: bool = True,
-                 on_state_change: Callable[["ConductorEngine"], None] | None = None,
+                 auto_queue: bool = False, *, settings: RunSettings | None = None, base_dir: str = ".",
+                 tier_usage: dict | None = None,
+                 on_state_change: Callable[[ConductorEngine], None] | None = None,
                  worker_fn: Callable[..., WorkerOutcome] | None = None):
+        settings = settings or RunSettings.for_provider()
+        if auto_queue and not settings.auto_queue:
+            settings = settings.replace(auto_queue=True)
+        self.settings = settings
         self.track = track
         self.event_queue = event_queue
-        self.provider = provider or ai_client.default_provider()
-        self.tier_models = {**tier_models_for(self.provider), **(tier_models or {})}
-        self.dag = TrackDAG(track.tickets)
-        self.execution = ExecutionEngine(self.dag, auto_queue=auto_queue)
-        self.max_workers = max(1, int(max_workers))
-        self.require_spawn_approval = require_spawn_approval
-        self.approval_timeout = approval_timeout
         self.base_dir = base_dir
-        self.tools_enabled = tools_enabled
-        self.max_retries = max_retries
-        self.diagnose_failures = diagnose_failures
+        self.dag = TrackDAG(track.tickets)
+        self.execution = ExecutionEngine(self.dag, auto_queue=settings.auto_queue)
         self.on_state_change = on_state_change
         # The Tier 3 worker; replaceable so the scheduler can be measured with a stub worker.
         self.worker_fn = worker_fn or run_worker_lifecycle
         self.tier_usage = tier_usage if isinstance(tier_usage, TierUsage) else new_tier_usage()
         if tier_usage is not None and not isinstance(tier_usage, TierUsage):
             self.tier_usage.update(copy.deepcopy(tier_usage))
-        for tier in ("Tier 1", "Tier 2", "Tier 4"):
-            self.tier_usage[tier]["model"] = self.tier_usage[tier]["model"] or self._model_name(tier)
-        self.tier_usage["Tier 3"]["model"] = self.tier_usage["Tier 3"]["model"] or self._tier3_models()[0]
+        for tier, model in settings.models.first_models().items():
+            self.tier_usage[tier]["model"] = self.tier_usage[tier]["model"] or model
         self.status = "starting"     # until run() begins; the GUI counts it as busy
-        self.active_tier = None
+        self.active_tier: str | None = None
         self._sessions: dict[str, ai_client.Session] = {}
         self._sessions_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -109,18 +101,9 @@ class ConductorEngine:
         self._dirty: set[str] = set(self.dag.tickets)
         self._emit_handle: asyncio.TimerHandle | None = None
 
-    # -- configuration helpers ----------------------------------------------------
-    def _model_name(self, tier: str) -> str:
-        value = self.tier_models.get(tier, "")
-        return value[0] if isinstance(value, list) else value
-
-    def _tier3_models(self) -> list[str]:
-        value = self.tier_models.get("Tier 3") or tier_models_for(self.provider)["Tier 3"]
-        return list(value) if isinstance(value, list) else [value]
-
     def model_for(self, ticket: Ticket) -> str:
-        models = self._tier3_models()
-        return models[min(ticket.retry_count, len(models) - 1)]
+        """The Tier 3 model of the ticket's next attempt (escalating with its retries)."""
+        return self.settings.models.model_for("Tier 3", ticket.retry_count)
 
     # -- the worker's host interface (called from worker threads; thread-safe) -------
     def add_usage(self, tier: str, input_tokens: int, output_tokens: int, model: str | None = None) -> None:
@@ -157,7 +140,8 @@ class ConductorEngine:
         stream(f"\n\n**{ticket_id}**: ")
         try:
             return ai_client.analyse_failure(f"Ticket {ticket_id}: {description}\nFailure: {reason}",
-                                             provider=self.provider, model=self._model_name("Tier 4"),
+                                             provider=self.settings.provider,
+                                             model=self.settings.models.model_for("Tier 4"),
                                              stream_callback=stream)
         except ProviderError as exc:
             log.warning("Tier 4 diagnosis for %s failed: %s", ticket_id, exc.user_message())
@@ -271,7 +255,8 @@ class ConductorEngine:
             if t.status == IN_PROGRESS:
                 self.execution.requeue(t.id)
                 self._touch(t.id)
-        executor = ThreadPoolExecutor(self.max_workers, thread_name_prefix=f"mma-{self.track.id}")
+        max_workers = self.settings.max_workers
+        executor = ThreadPoolExecutor(max_workers, thread_name_prefix=f"mma-{self.track.id}")
         workers: dict[str, asyncio.Future] = {}       # ticket id -> its worker's outcome
         diagnoses: dict[str, asyncio.Future] = {}     # ticket id -> its Tier 4 diagnosis
         self.status, self.active_tier = "running", "Tier 3"
@@ -280,7 +265,7 @@ class ConductorEngine:
         try:
             while not self._aborted:
                 self._ask_step_approvals(loop)
-                batch = self.execution.tick(limit=self.max_workers - len(workers) - len(diagnoses))
+                batch = self.execution.tick(limit=max_workers - len(workers) - len(diagnoses))
                 released = time.time()                 # one moment for the whole batch
                 for ticket in batch:
                     workers[ticket.id] = self._start(ticket, released, executor, loop, md_content)
@@ -315,7 +300,7 @@ class ConductorEngine:
 
     def _start(self, ticket: Ticket, released: float, executor: ThreadPoolExecutor,
                loop: asyncio.AbstractEventLoop, md_content: str) -> asyncio.Future:
-        context = WorkerContext(ticket.id, self.model_for(ticket), provider=self.provider)
+        context = WorkerContext(ticket.id, self.model_for(ticket), provider=self.settings.provider)
         ticket.assigned_to = context.model_name
         ticket.started_at, ticket.finished_at = released, None
         self._touch(ticket.id)
@@ -355,7 +340,7 @@ class ConductorEngine:
         else:
             self.execution.mark_blocked(ticket.id, outcome.reason)
         self._touch(ticket.id)
-        if outcome.retryable and self.diagnose_failures and not self._aborted:
+        if outcome.retryable and self.settings.diagnose_failures and not self._aborted:
             future = loop.run_in_executor(executor, self._diagnose, ticket.id, ticket.description, outcome.reason)
             future.add_done_callback(lambda _f: self._kick())
             diagnoses[ticket.id] = future
@@ -371,13 +356,13 @@ class ConductorEngine:
         if result is not None:
             ticket.diagnosis = result.text.strip()
             self.add_usage("Tier 4", result.usage.input_tokens, result.usage.output_tokens,
-                           self._model_name("Tier 4"))
+                           self.settings.models.model_for("Tier 4"))
         self._touch(ticket_id)
         self._retry_if_useful(ticket, True)
         self._request_emit()
 
     def _retry_if_useful(self, ticket: Ticket, retryable: bool) -> None:
-        if retryable and not self._aborted and ticket.retry_count < self.max_retries:
+        if retryable and not self._aborted and ticket.retry_count < self.settings.max_retries:
             ticket.retry_count += 1
             log.info("ticket %s blocked (%s); retry %d on %s", ticket.id, ticket.blocked_reason,
                      ticket.retry_count, self.model_for(ticket))

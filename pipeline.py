@@ -21,6 +21,7 @@ from typing import Any, Callable, Coroutine
 import events
 import multi_agent_conductor as mac
 import planning
+from run_settings import RunSettings
 from models import BLOCKED, TODO, TierUsage, Track, new_tier_usage
 from planning import PlanningError
 from providers.base import ProviderError
@@ -29,25 +30,16 @@ log = logging.getLogger(__name__)
 
 
 class Pipeline:
-    def __init__(self, project_dir: str | Path, *, provider: str | None = None,
-                 tier_models: dict[str, Any] | None = None,
-                 event_queue: events.AsyncEventQueue | None = None,
-                 max_workers: int = 4, require_spawn_approval: bool = False,
-                 auto_queue: bool = True, tools_enabled: bool = False,
-                 approval_timeout: float = mac.DEFAULT_APPROVAL_TIMEOUT, persist: bool = True):
-        import ai_client
+    """`settings` says how tracks run (provider, per-tier models, workers, approvals); the
+    GUI swaps in a new value with `replace()` between runs, never field by field."""
+
+    def __init__(self, project_dir: str | Path, settings: RunSettings | None = None, *,
+                 event_queue: events.AsyncEventQueue | None = None, persist: bool = True):
         self.project_dir = Path(project_dir)
-        self.provider = provider or ai_client.default_provider()
-        self.tier_models = {**planning.tier_models_for(self.provider), **(tier_models or {})}
+        self.settings = settings or RunSettings.for_provider(auto_queue=True)
         self.event_queue = event_queue if event_queue is not None else events.AsyncEventQueue()
-        self.max_workers = max_workers
-        self.require_spawn_approval = require_spawn_approval
-        self.auto_queue = auto_queue
-        self.tools_enabled = tools_enabled
-        self.approval_timeout = approval_timeout
         self.persist = persist
-        self.tier_usage: TierUsage = new_tier_usage(
-            {t: (m[0] if isinstance(m, list) else m) for t, m in self.tier_models.items()})
+        self.tier_usage: TierUsage = new_tier_usage(self.settings.models.first_models())
         self.tracks: list[Track] = []
         self.engines: dict[str, mac.ConductorEngine] = {}
         self.epic = ""
@@ -55,9 +47,9 @@ class Pipeline:
         self.md_content = ""
 
     # -- helpers -------------------------------------------------------------------
-    def _model(self, tier: str) -> str:
-        m = self.tier_models.get(tier, "")
-        return m[0] if isinstance(m, list) else m
+    @property
+    def provider(self) -> str:
+        return self.settings.provider
 
     async def _in_thread(self, fn: Callable, *args) -> Any:
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
@@ -120,7 +112,7 @@ class Pipeline:
         self.epic, self.md_content = epic, md_content
         self._emit(self._status("planning", "Tier 1"))
         tracks = await self._planning_call("Tier 1", lambda: planning.plan_epic(
-            epic, md_content, provider=self.provider, model=self._model("Tier 1"),
+            epic, md_content, provider=self.provider, model=self.settings.models.model_for("Tier 1"),
             event_queue=self.event_queue), self.tier_usage)
         self.tracks = list(tracks)
         self._emit(events.TracksPlanned([t.to_dict() for t in self.tracks]))
@@ -134,17 +126,14 @@ class Pipeline:
         self._emit(self._status("planning", "Tier 2", track))
         ledger = self._track_ledger()
         tickets = await self._planning_call("Tier 2", lambda: planning.generate_tickets(
-            track, self.md_content, provider=self.provider, model=self._model("Tier 2"),
+            track, self.md_content, provider=self.provider, model=self.settings.models.model_for("Tier 2"),
             event_queue=self.event_queue), ledger)
         track.tickets = list(tickets)
         return self.engine_for(track, ledger)
 
     def engine_for(self, track: Track, ledger: TierUsage | None = None) -> mac.ConductorEngine:
         engine = mac.ConductorEngine(
-            track, self.event_queue, auto_queue=self.auto_queue, provider=self.provider,
-            tier_models=self.tier_models, max_workers=self.max_workers,
-            require_spawn_approval=self.require_spawn_approval, approval_timeout=self.approval_timeout,
-            base_dir=str(self.project_dir), tools_enabled=self.tools_enabled,
+            track, self.event_queue, settings=self.settings, base_dir=str(self.project_dir),
             tier_usage=ledger if ledger is not None else self._track_ledger(), on_state_change=self.save)
         self.engines[track.id] = engine
         if track not in self.tracks:

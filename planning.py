@@ -39,17 +39,6 @@ depends_on must name ids in the same list and form no cycle; tickets that do not
 each other run in parallel."""
 
 
-def tier_defaults(provider: str | None) -> catalog.TierModels:
-    """The catalog's per-tier models for `provider`; the Gemini names for None and for
-    adapters registered at run time, as for the offline mock."""
-    return catalog.default_tier_models(provider if catalog.is_provider(provider) else "gemini")
-
-
-def tier_models_for(provider: str | None) -> dict[str, Any]:
-    """`tier_defaults(provider)` in the `[models]` table shape (a fresh dict)."""
-    return tier_defaults(provider).to_config()
-
-
 class PlanningError(RuntimeError):
     """A tier's reply could not be used even after one repair round.  `raw` keeps the reply."""
 
@@ -208,7 +197,7 @@ def plan_epic(epic: str, md_content: str = "", *, provider: str | None = None, m
     """Tier 1: epic -> tracks."""
     if not epic or not epic.strip():
         raise ValueError("the epic is empty: describe what you want built")
-    model = model or tier_defaults(provider).model_for("Tier 1")
+    model = model or catalog.tier_defaults(provider).model_for("Tier 1")
     return _ask_tier("Tier 1", TIER1_STREAM, TIER1_SYSTEM, f"<EPIC>\n{epic.strip()}\n</EPIC>",
                      parse_json_tracks, md_content=md_content, provider=provider, model=model,
                      event_queue=event_queue)
@@ -218,7 +207,7 @@ def generate_tickets(track: Track, md_content: str = "", *, provider: str | None
                      model: str | None = None,
                      event_queue: events.AsyncEventQueue | None = None) -> PlanResult:
     """Tier 2: track -> ticket DAG."""
-    model = model or tier_defaults(provider).model_for("Tier 2")
+    model = model or catalog.tier_defaults(provider).model_for("Tier 2")
     user = f"<TRACK>\n{track.title}\n\n{track.description}\n</TRACK>"
     return _ask_tier("Tier 2", TIER2_STREAM, TIER2_SYSTEM, user, parse_json_tickets,
                      md_content=md_content, provider=provider, model=model,

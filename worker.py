@@ -28,6 +28,7 @@ import approvals
 import events
 from models import BLOCKED, COMPLETED, TODO, Ticket, WorkerContext
 from providers.base import CancelledByUser, ProviderError, Usage
+from run_settings import RunSettings
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +87,8 @@ class WorkerOutcome:
 
 class WorkerHost(Protocol):
     """What a worker needs from whoever runs it (the `ConductorEngine`)."""
-    provider: str
+    settings: RunSettings
     base_dir: str
-    tools_enabled: bool
-    require_spawn_approval: bool
-    approval_timeout: float
 
     def approval_requested(self, future: concurrent.futures.Future) -> None:
         """An approval is pending; abort cancels it."""
@@ -155,9 +153,10 @@ def run_worker_lifecycle(ticket: Ticket, context: WorkerContext, context_files: 
         return outcome
 
     prompt = build_worker_prompt(ticket)
-    timeout = engine.approval_timeout if engine is not None else approvals.DEFAULT_APPROVAL_TIMEOUT
+    settings = engine.settings if engine is not None else None
+    timeout = settings.approval_timeout if settings is not None else approvals.DEFAULT_APPROVAL_TIMEOUT
     on_request = engine.approval_requested if engine is not None else None
-    if engine is not None and engine.require_spawn_approval:
+    if engine is not None and engine.settings.require_spawn_approval:
         spawn = approvals.confirm_spawn(TIER3_ROLE, prompt, md_content, event_queue, ticket.id,
                                         timeout=timeout, model=model, on_request=on_request)
         approved, prompt, md_content = spawn
@@ -176,9 +175,9 @@ def run_worker_lifecycle(ticket: Ticket, context: WorkerContext, context_files: 
                                                on_request=on_request)
         return {"approved": decision.approved, "args": decision.edits.get("args", args)}
 
-    tools = bool(engine is not None and engine.tools_enabled)
+    tools = bool(settings is not None and settings.tools_enabled)
     base_dir = engine.base_dir if engine is not None else "."
-    provider = context.provider or (engine.provider if engine is not None else None)
+    provider = context.provider or (settings.provider if settings is not None else None)
     kind, text, reason = OutcomeKind.DONE, "", ""
     with ai_client.session_scope(provider, model, label=stream_id):
         session = ai_client.reset_session()    # a clean context, for this thread only

@@ -88,10 +88,9 @@ def child(phase: str, warmup_s: float, measure_s: float, out: Path) -> int:
         track = Track(id="bench_frame", title="bench frame", tickets=tickets)
 
         async def run_track() -> str:
-            app.pipeline.provider = stub_workers.STREAM_PROVIDER
-            app.pipeline.max_workers = WORKERS
+            app.pipeline.settings = app.pipeline.settings.with_provider(stub_workers.STREAM_PROVIDER).replace(
+                max_workers=WORKERS, diagnose_failures=False)
             engine = app.pipeline.engine_for(track)
-            engine.diagnose_failures = False
             return await engine.run("")
         app._active_track_id = track.id
         app._submit("bench track", run_track())

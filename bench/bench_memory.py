@@ -87,6 +87,7 @@ def child(phase: str, quick: bool, out: Path) -> int:
     from gui.mma_state import MMAState
     from models import COMPLETED, Ticket, Track
     from pipeline import EngineThread
+    from run_settings import RunSettings
 
     n_tickets = 100 if quick else 1000
     big_total = (5 * MB) if quick else (10 * MB)   # > cap per stream in round 1 either way
@@ -123,8 +124,8 @@ def child(phase: str, quick: bool, out: Path) -> int:
     track = Track(id="bench_memory", title="bench memory", tickets=[
         Ticket(id=s.id, description=f"memory ticket [stream_bytes={PER_TICKET_CHARS}]", depends_on=s.deps)
         for s in specs])
-    engine = mac.ConductorEngine(track, aq, auto_queue=True, provider=stub_workers.WORK_PROVIDER,
-                                 max_workers=8, diagnose_failures=False)
+    engine = mac.ConductorEngine(track, aq, settings=RunSettings.for_provider(
+        stub_workers.WORK_PROVIDER, auto_queue=True, max_workers=8, diagnose_failures=False))
     t0 = time.perf_counter()
     fut = engine_thread.submit(engine.run())
     drain_until(fut.done)

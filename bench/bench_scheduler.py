@@ -7,7 +7,7 @@ What runs:
   [ceil(W/2), W] for W in 1, 8, 64; each ticket depends on 1-3 tickets of the
   level before and, with probability 0.2, one older ticket.  Each DAG runs with
   zero-work tickets and with 1 ms-work tickets.
-- Engine: `ConductorEngine(track, AsyncEventQueue, auto_queue=True,
+- Engine: `ConductorEngine(track, AsyncEventQueue, settings=RunSettings(auto_queue=True,
   provider="bench_work", max_workers=8, diagnose_failures=False)`, the worker
   being the real `run_worker_lifecycle` -> `ai_client` session -> the
   `bench_work` stub adapter (bench/stub_workers.py) that sleeps the ticket's
@@ -57,6 +57,7 @@ stub_workers.register()
 
 import events  # noqa: E402
 import multi_agent_conductor as mac  # noqa: E402
+from run_settings import RunSettings  # noqa: E402
 from models import COMPLETED, Ticket, Track, WorkerContext  # noqa: E402
 from worker import OutcomeKind, WorkerOutcome  # noqa: E402
 
@@ -177,9 +178,9 @@ def run_engine(specs: list[Spec], workers: int, lifecycle: bool = True) -> dict:
         track = make_track(specs)
         consumer = asyncio.create_task(consume())
         start = time.perf_counter()
-        engine = mac.ConductorEngine(track, queue, auto_queue=True, provider=stub_workers.WORK_PROVIDER,
-                                     max_workers=workers, diagnose_failures=False,
-                                     worker_fn=None if lifecycle else stub_worker)
+        engine = mac.ConductorEngine(track, queue, settings=RunSettings.for_provider(
+            stub_workers.WORK_PROVIDER, auto_queue=True, max_workers=workers, diagnose_failures=False),
+            worker_fn=None if lifecycle else stub_worker)
         status = await engine.run()
         wall = time.perf_counter() - start
         while not queue.empty():               # let the consumer see the tail

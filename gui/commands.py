@@ -22,16 +22,13 @@ import events
 import multi_agent_conductor as mac
 import project as project_mod
 from gui.context_state import session_log_dir
+from providers.catalog import TierModels
+from run_settings import RunSettings
 from planning import TIER2_STREAM
 
 log = logging.getLogger(__name__)
 
 RUN_LABELS = ("Accept track", "Resume track")     # App._submit labels of coroutines that run a track
-
-
-def copy_models(models: dict) -> dict[str, Any]:
-    """A per-tier model dict with its lists copied (the engine loop gets its own)."""
-    return {k: (list(v) if isinstance(v, list) else v) for k, v in models.items()}
 
 
 class PipelineCommands:
@@ -246,8 +243,33 @@ class PipelineCommands:
         return self._step_mode_local.get(ticket.get("id"), bool(ticket.get("step_mode")))
 
     def set_auto_queue(self, enabled: bool) -> None:
-        self.auto_queue = bool(enabled)
-        self.engine_thread.call(setattr, self.pipeline, "auto_queue", self.auto_queue)
+        self.use_run_settings(self.run_settings.replace(auto_queue=bool(enabled)))
+
+    # ---------------------------------------------------------------- run settings
+    def use_run_settings(self, settings: RunSettings, project_dir: Path | None = None) -> None:
+        """The settings of the next plan/track (a running track keeps its own).  The GUI
+        keeps its copy; the pipeline gets the same frozen value on the engine loop."""
+        self.run_settings = settings
+
+        def switch() -> None:          # on the engine loop: the pipeline is the loop's
+            self.pipeline.settings = settings
+            if project_dir is not None:
+                self.pipeline.project_dir = project_dir
+                self.pipeline.tracks = []
+        self.engine_thread.call(switch)
+
+    @property
+    def provider(self) -> str:
+        return self.run_settings.provider
+
+    @property
+    def auto_queue(self) -> bool:
+        return self.run_settings.auto_queue
+
+    @property
+    def tier_models(self) -> dict[str, Any]:
+        """The next run's models in the `[models]` table shape."""
+        return self.run_settings.models.to_config()
 
     # ---------------------------------------------------------------- approvals
     def approve(self, request_id: str, approved: bool = True, **edits: Any) -> dict:
@@ -263,30 +285,27 @@ class PipelineCommands:
 
     # ---------------------------------------------------------------- models, provider, project
     def _load_tier_inputs(self) -> None:
-        def one(v: Any) -> str:
-            return v[0] if isinstance(v, list) and v else str(v or "")
-        self.tier1_model = one(self.tier_models.get("Tier 1"))
-        self.tier2_model = one(self.tier_models.get("Tier 2"))
-        t3 = self.tier_models.get("Tier 3") or []
-        self.tier3_models = ", ".join(t3 if isinstance(t3, list) else [t3])
-        self.tier4_model = one(self.tier_models.get("Tier 4"))
+        models = self.run_settings.models
+        self.tier1_model = models.model_for("Tier 1")
+        self.tier2_model = models.model_for("Tier 2")
+        self.tier3_models = ", ".join(models.models("Tier 3"))
+        self.tier4_model = models.model_for("Tier 4")
 
-    def tier_models_from_inputs(self) -> dict[str, Any]:
+    def tier_models_from_inputs(self) -> TierModels:
         t3 = [m.strip() for m in self.tier3_models.split(",") if m.strip()]
         models = {"Tier 1": self.tier1_model.strip(), "Tier 2": self.tier2_model.strip(),
                   "Tier 3": t3, "Tier 4": self.tier4_model.strip()}
         empty = [tier for tier, m in models.items() if not m]
         if empty:
             raise ValueError(f"model name missing for {', '.join(empty)}")
-        return models
+        return TierModels(models)
 
     def apply_tier_models(self) -> dict:
         """Use the tier model inputs for the next track (a running track keeps its models)."""
         models = self.tier_models_from_inputs()
-        self.tier_models = models
-        self.project.models = copy_models(models)
-        self.engine_thread.call(self.pipeline.tier_models.update, copy_models(models))
-        return {"tier_models": models}
+        self.project.models = {**self.project.models, **models.to_config()}
+        self.use_run_settings(self.run_settings.replace(models=models))
+        return {"tier_models": models.to_config()}
 
     def set_provider(self, provider: str) -> dict:
         """Switch provider for the chat and for the next plan/track (a running track keeps its own)."""
@@ -302,18 +321,9 @@ class PipelineCommands:
 
     def _adopt_project_settings(self, provider: str, project_dir: Path | None = None) -> None:
         """Provider and tier models (and the project folder) for the next plan/track."""
-        self.provider = provider
-        self.tier_models = copy_models(self.project.models)
+        self.use_run_settings(self.run_settings.with_provider(provider, self.project.tier_models()),
+                              project_dir)
         self._load_tier_inputs()
-        models = copy_models(self.tier_models)
-
-        def switch() -> None:          # on the engine loop: the pipeline is the loop's
-            self.pipeline.provider = provider
-            self.pipeline.tier_models.update(models)
-            if project_dir is not None:
-                self.pipeline.project_dir = project_dir
-                self.pipeline.tracks = []
-        self.engine_thread.call(switch)
 
     def sync_project_dir(self) -> bool:
         """Follow a project opened in the Project panel (after a running track has ended)."""

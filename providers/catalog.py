@@ -251,6 +251,12 @@ def default_tier_models(provider: str) -> TierModels:
     return provider_info(provider).tier_models
 
 
+def tier_defaults(provider: str | None) -> TierModels:
+    """`default_tier_models`, also for None and for an adapter registered at run time (a
+    test's stub provider), which run with the offline mock's (Gemini) names."""
+    return default_tier_models(provider if is_provider(provider) else "mock")
+
+
 # ---------------------------------------------------------------- models
 
 def model_names() -> tuple[str, ...]:

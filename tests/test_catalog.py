@@ -7,7 +7,6 @@ import pytest
 
 import ai_client
 import cli
-import planning
 import providers
 from context_builder import context_window_for
 from models import TIERS
@@ -186,11 +185,10 @@ def test_tier_models_is_immutable_and_hashable():
 
 # ---------------------------------------------------------------- consumers
 
-def test_planning_defaults_for_any_provider():
-    assert planning.tier_defaults(None) == catalog.default_tier_models("gemini")
-    assert planning.tier_defaults("a_stub_adapter") == catalog.default_tier_models("gemini")
-    assert planning.tier_defaults("anthropic") == catalog.default_tier_models("anthropic")
-    assert planning.tier_models_for("anthropic") == catalog.default_tier_models("anthropic").to_config()
+def test_tier_defaults_for_any_provider():
+    assert catalog.tier_defaults(None) == catalog.default_tier_models("gemini")
+    assert catalog.tier_defaults("a_stub_adapter") == catalog.default_tier_models("gemini")
+    assert catalog.tier_defaults("anthropic") == catalog.default_tier_models("anthropic")
 
 
 def test_sessions_start_with_the_catalogs_chat_model(monkeypatch):

@@ -11,6 +11,7 @@ import planning
 import providers
 from models import BLOCKED, COMPLETED, TODO, Ticket, Track, WorkerContext
 from providers.base import Usage
+from run_settings import RunSettings
 from tests import stub_providers
 
 
@@ -123,7 +124,7 @@ async def run_pipeline(epic: str, **engine_kw):
         track = plan.value[0]
         tix = await loop.run_in_executor(None, lambda: planning.generate_tickets(track, provider="mock", event_queue=q))
         track.tickets = tix.value
-        engine = mac.ConductorEngine(track, q, auto_queue=True, provider="mock", **engine_kw)
+        engine = mac.ConductorEngine(track, q, settings=RunSettings.for_provider("mock", auto_queue=True, **engine_kw))
         engine.add_usage("Tier 1", plan.usage.input_tokens, plan.usage.output_tokens)
         engine.add_usage("Tier 2", tix.usage.input_tokens, tix.usage.output_tokens)
         status = await engine.run()
@@ -168,7 +169,8 @@ async def test_failure_after_max_retries_leaves_blocked_with_reason(stub_provide
     provider = stub_provider("flaky", "FlakyServerAdapter")
     from providers.retry import RetryPolicy
     q = events.AsyncEventQueue()
-    engine = mac.ConductorEngine(track, q, auto_queue=True, provider=provider, diagnose_failures=False)
+    engine = mac.ConductorEngine(track, q, settings=RunSettings.for_provider(provider, auto_queue=True,
+                                                                          diagnose_failures=False))
     import functools
     orig = ai_client.Session.send
     fast = functools.partialmethod(orig, retry_policy=RetryPolicy(max_attempts=1))
@@ -189,8 +191,8 @@ async def test_two_independent_tickets_really_run_concurrently(stub_provider):
     stub_providers.BARRIER["b"] = threading.Barrier(2, timeout=10)
     track = Track("t_20260101", "t", tickets=[Ticket("A", "a"), Ticket("B", "b"), Ticket("C", "c", depends_on=["A", "B"])])
     stub_providers.BARRIER["b"] = threading.Barrier(2, timeout=10)
-    engine = mac.ConductorEngine(track, events.AsyncEventQueue(), auto_queue=True,
-                                 provider=stub_provider("barrier", "BarrierAdapter"), max_retries=0)
+    engine = mac.ConductorEngine(track, events.AsyncEventQueue(), settings=RunSettings.for_provider(
+        stub_provider("barrier", "BarrierAdapter"), auto_queue=True, max_retries=0))
     # C runs alone, so it needs a partner at the barrier: give it one from a helper thread.
     partner = threading.Thread(target=lambda: stub_providers.BARRIER["b"].wait(), daemon=True)
 
@@ -208,8 +210,8 @@ async def test_spawn_approval_edit_reaches_worker_and_rejection_blocks():
     q = events.AsyncEventQueue()
     q.bind(loop)
     track = Track("t_20260101", "t", tickets=[Ticket("A", "first"), Ticket("B", "second")])
-    engine = mac.ConductorEngine(track, q, auto_queue=True, provider="mock", require_spawn_approval=True,
-                                 max_retries=0)
+    engine = mac.ConductorEngine(track, q, settings=RunSettings.for_provider(
+        "mock", auto_queue=True, require_spawn_approval=True, max_retries=0))
     run = asyncio.create_task(engine.run())
     answered = {}
     while len(answered) < 2:
@@ -233,7 +235,7 @@ async def test_step_mode_ticket_waits_for_step_approval():
     q = events.AsyncEventQueue()
     q.bind(loop)
     track = Track("t_20260101", "t", tickets=[Ticket("A", "a", step_mode=True)])
-    engine = mac.ConductorEngine(track, q, auto_queue=True, provider="mock")
+    engine = mac.ConductorEngine(track, q, settings=RunSettings.for_provider("mock", auto_queue=True))
     run = asyncio.create_task(engine.run())
     while True:
         name, payload = await asyncio.wait_for(q.get(), 10)
@@ -250,7 +252,8 @@ async def test_abort_mid_stream_cancels_within_a_second_and_is_resumable(stub_pr
     q = events.AsyncEventQueue()
     q.bind(loop)
     track = Track("t_20260101", "t", tickets=[Ticket("A", "a")])
-    engine = mac.ConductorEngine(track, q, auto_queue=True, provider=stub_provider("gated", "GatedStreamAdapter"))
+    engine = mac.ConductorEngine(track, q, settings=RunSettings.for_provider(
+        stub_provider("gated", "GatedStreamAdapter"), auto_queue=True))
     run = asyncio.create_task(engine.run())
     while True:                                   # wait for the first streamed chunk
         name, payload = await asyncio.wait_for(q.get(), 10)
@@ -314,8 +317,8 @@ async def test_repair_round_succeeds(monkeypatch):
 async def test_parallel_tickets_have_overlapping_start_and_finish_times(stub_provider):
     stub_providers.BARRIER["b"] = threading.Barrier(2, timeout=10)
     track = Track("t_20260101", "t", tickets=[Ticket("A", "a"), Ticket("B", "b")])
-    engine = mac.ConductorEngine(track, events.AsyncEventQueue(), auto_queue=True,
-                                 provider=stub_provider("barrier", "BarrierAdapter"), max_retries=0)
+    engine = mac.ConductorEngine(track, events.AsyncEventQueue(), settings=RunSettings.for_provider(
+        stub_provider("barrier", "BarrierAdapter"), auto_queue=True, max_retries=0))
     assert await engine.run() == "completed"
     a, b = engine.dag.tickets["A"], engine.dag.tickets["B"]
     assert a.started_at < b.finished_at and b.started_at < a.finished_at
@@ -329,7 +332,8 @@ async def test_pause_stops_new_spawns_until_resume(stub_provider):
     q = events.AsyncEventQueue()
     q.bind(loop)
     track = Track("t_20260101", "t", tickets=[Ticket("A", "a"), Ticket("B", "b", depends_on=["A"])])
-    engine = mac.ConductorEngine(track, q, auto_queue=True, provider=stub_provider("gated", "GatedStreamAdapter"))
+    engine = mac.ConductorEngine(track, q, settings=RunSettings.for_provider(
+        stub_provider("gated", "GatedStreamAdapter"), auto_queue=True))
     run = asyncio.create_task(engine.run())
     while (await asyncio.wait_for(q.get(), 10))[0] != "mma_stream":
         pass                                          # A is streaming

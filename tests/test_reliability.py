@@ -10,6 +10,7 @@ import pytest
 
 import events
 import multi_agent_conductor as mac
+from run_settings import RunSettings
 from models import Ticket, Track
 from tests.wire_emulator import FaultPlan, WireEmulator
 
@@ -35,7 +36,8 @@ def test_200_tickets_8_workers_with_provider_faults_complete_and_bill_exactly(mo
         ai_client.configure(session_log_dir=tmp_path / "logs")
         track = random_track(n, seed=3)
         q = events.AsyncEventQueue()
-        engine = mac.ConductorEngine(track, q, auto_queue=True, provider="gemini", max_workers=8)
+        engine = mac.ConductorEngine(track, q, settings=RunSettings.for_provider("gemini", auto_queue=True,
+                                                                                  max_workers=8))
         t0 = time.monotonic()
         status = asyncio.run(engine.run())
         elapsed = time.monotonic() - t0

@@ -9,6 +9,7 @@ import events
 import multi_agent_conductor as mac
 from models import BLOCKED, COMPLETED, TODO, Ticket, Track, WorkerContext
 from providers.base import ServerError, Usage
+from run_settings import RunSettings
 from tests import stub_providers
 from worker import OutcomeKind, WorkerOutcome
 
@@ -65,8 +66,9 @@ async def run_one(monkeypatch, send, *, answer_spawn=None, max_retries=2, **engi
     q = events.AsyncEventQueue()
     q.bind(loop)
     track = Track("t_20260101", "t", tickets=[Ticket("A", "the ticket")])
-    engine = mac.ConductorEngine(track, q, auto_queue=True, provider="mock", max_retries=max_retries,
-                                 require_spawn_approval=answer_spawn is not None, **engine_kw)
+    engine = mac.ConductorEngine(track, q, settings=RunSettings.for_provider(
+        "mock", auto_queue=True, max_retries=max_retries, require_spawn_approval=answer_spawn is not None,
+        **engine_kw))
     run = asyncio.create_task(engine.run())
     seen = []
     while not run.done():
@@ -176,7 +178,7 @@ async def test_outcome_abort_mid_call_leaves_the_ticket_todo(monkeypatch):
         engine.abort()
     monkeypatch.setattr(ai_client, "send", send)
     track = Track("t_20260101", "t", tickets=[Ticket("A", "the ticket")])
-    engine = mac.ConductorEngine(track, events.AsyncEventQueue(), auto_queue=True, provider="mock")
+    engine = mac.ConductorEngine(track, events.AsyncEventQueue(), True, settings=RunSettings.for_provider("mock"))
     aborter = threading.Thread(target=abort_when_started, args=(engine,))
     aborter.start()
     status = await asyncio.wait_for(engine.run(), 10)
@@ -202,7 +204,8 @@ async def test_ticket_state_is_written_only_on_the_engine_loop_thread(monkeypatc
     tickets = [WatchedTicket(tid, f"ticket {tid}", depends_on=deps)
                for tid, deps in (("A", []), ("B", []), ("C", ["A", "B"]))]
     engine = mac.ConductorEngine(Track("t_20260101", "t", tickets=tickets), events.AsyncEventQueue(),
-                                 auto_queue=True, provider="mock", diagnose_failures=False)
+                                 settings=RunSettings.for_provider("mock", auto_queue=True,
+                                                                   diagnose_failures=False))
     loop_thread = threading.get_ident()
     for t in tickets:
         t.writes = []
@@ -221,7 +224,7 @@ async def test_snapshots_never_show_a_completed_ticket_without_its_result(monkey
     q = events.AsyncEventQueue()
     q.bind(loop)
     track = Track("t_20260101", "t", tickets=[Ticket(f"T{i}", f"ticket {i}") for i in range(40)])
-    engine = mac.ConductorEngine(track, q, auto_queue=True, provider="mock", max_workers=8)
+    engine = mac.ConductorEngine(track, q, settings=RunSettings.for_provider("mock", auto_queue=True, max_workers=8))
     snapshots = []
     stop = asyncio.Event()
 

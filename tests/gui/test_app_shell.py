@@ -161,7 +161,7 @@ def test_hook_actions_apply_on_the_gui_thread(xvfb_display, mock_env, tmp_path):
 
 
 async def _read_pipeline(app):
-    return app.pipeline.provider, app.pipeline.tier_models["Tier 1"]
+    return app.pipeline.provider, app.pipeline.settings.models.model_for("Tier 1")
 
 
 def test_event_flood_is_drained_within_a_frame_budget(mock_env, tmp_path):
