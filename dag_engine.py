@@ -68,7 +68,8 @@ class TrackDAG:
     def _find_cycle(self, candidates: set[str]) -> list[str]:
         # Every node left with indegree > 0 reaches a cycle by following dependencies.
         start = min(candidates, key=list(self.tickets).index)
-        path, index = [], {}
+        path: list[str] = []
+        index: dict[str, int] = {}
         node = start
         while node not in index:
             index[node] = len(path)
@@ -184,7 +185,7 @@ class ExecutionEngine:
         """Mark and return the tickets that start now (at most `limit`)."""
         if self.paused or (limit is not None and limit <= 0):
             return []
-        started = []
+        started: list[Ticket] = []
         for t in self.ready():
             if limit is not None and len(started) >= limit:
                 break

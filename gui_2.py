@@ -1,6 +1,6 @@
 """MMA Desk, the desktop app: `App` (state + actions, no window needed) and `main()`.
 
-Threading (see docs/guide_gui.md and ../shared/design.md):
+Threading (see docs/guide_gui.md, "Threading and the frame drain"):
 
     GUI thread (this module)          engine thread (EngineThread loop)       worker threads
     each frame:                        _process_event_queue():                 run_worker_lifecycle
@@ -19,7 +19,9 @@ touches GUI state: the only ways across are the AsyncEventQueue, the
 
 Where the rest lives: `gui/commands.py` (what the buttons do, a mixin of App),
 `gui/hook_actions.py` (hook API fields, clicks, the published snapshot),
-`gui/layout.py` (runner params, docking layout, menus and bars),
+`gui/layout.py` (runner params, docking layout, menus and bars; it mounts each
+`gui/panel_*.py` window as `draw(state, actions)`, the App satisfying the
+panels' `actions` Protocols),
 `gui/frame_stats.py` (frame timing), `gui/context_state.py` (the context panels).
 """
 from __future__ import annotations
@@ -36,7 +38,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ai_client
 import events
@@ -54,6 +56,9 @@ from planning import PlanningError
 from providers.base import ProviderError
 from providers.credentials import install_log_redaction
 from run_settings import RunSettings
+
+if TYPE_CHECKING:
+    from api_hooks import HookServer
 
 log = logging.getLogger("gui_2")
 
@@ -81,11 +86,10 @@ class App(PipelineCommands):
         self.mma_epic_input = ""
         self.stats = FrameStats()
         self.max_frames: int | None = None
-        self.hook_server = None
+        self.hook_server: HookServer | None = None
         self.hooks = HookSurface(self)
         self.idling_enabled = True
-        self.node_editor_context = None       # created by panel_mma.render_dag on first use
-        self.views: dict[str, Any] = {}         # per-panel view state (scroll, caches), GUI thread
+        self.views: dict[str, Any] = {}         # what the window chrome showed this frame ("top_bar"), GUI thread
         self._closed = False
         self._quit_requested = False
         self._runner_params = None
@@ -142,6 +146,12 @@ class App(PipelineCommands):
     @property
     def frame_count(self) -> int:
         return self.stats.frame_count
+
+    @property
+    def hook_url(self) -> str | None:
+        """The hook API's URL while its server listens, else None."""
+        server = self.hook_server
+        return server.url if server is not None and server.port else None
 
     # ==================================================================== the event pump
     async def _process_event_queue(self) -> None:

@@ -101,17 +101,16 @@ async def _settle(queue: events.AsyncEventQueue) -> None:
 
 def _timeline(engine: mac.ConductorEngine, line: Callable[[str], None]) -> None:
     """When each ticket ran, relative to the first start: overlapping spans ran in parallel."""
-    ran = [t for t in engine.dag.tickets.values() if t.started_at and t.finished_at]
+    ran = [(t.started_at, t.finished_at, t) for t in engine.dag.tickets.values()
+           if t.started_at and t.finished_at]
     if not ran:
         return
-    t0 = min(t.started_at for t in ran)
+    t0 = min(start for start, _end, _t in ran)
     line(f"Timeline of {engine.track.id} (ms from the first start):")
-    for t in sorted(ran, key=lambda t: t.started_at):
-        overlap = sorted(o.id for o in ran if o is not t and o.started_at < t.finished_at
-                         and t.started_at < o.finished_at)
+    for start, end, t in sorted(ran, key=lambda span: span[0]):
+        overlap = sorted(o.id for o_start, o_end, o in ran if o is not t and o_start < end and start < o_end)
         together = f"  in parallel with {', '.join(overlap)}" if overlap else ""
-        line(f"  {t.id:<6} {1000 * (t.started_at - t0):8.1f} .. {1000 * (t.finished_at - t0):8.1f}"
-             f"  {t.assigned_to}{together}")
+        line(f"  {t.id:<6} {1000 * (start - t0):8.1f} .. {1000 * (end - t0):8.1f}  {t.assigned_to}{together}")
 
 
 def _usage_table(pipeline: Pipeline, line: Callable[[str], None]) -> None:
@@ -163,10 +162,10 @@ async def _run(pipeline: Pipeline, printer: ProgressPrinter, epic: str | None, r
     _usage_table(pipeline, printer.line)
     failed = 0
     for track_id, status in results.items():
-        engine = pipeline.engines.get(track_id)
+        track_engine = pipeline.engines.get(track_id)
         printer.line(f"Track {track_id}: {status}")
-        if engine is not None and status not in ("completed", "planned"):
-            for t in engine.dag.tickets.values():
+        if track_engine is not None and status not in ("completed", "planned"):
+            for t in track_engine.dag.tickets.values():
                 if t.status != COMPLETED:
                     failed += 1
                     printer.line(f"  {t.id} {t.status}: {t.blocked_reason or 'not run'}")

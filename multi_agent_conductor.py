@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import copy
+import functools
 import logging
 import threading
 import time
@@ -379,8 +380,12 @@ class ConductorEngine:
             _rid, future = approvals.request(self.event_queue, "step", ticket.id, {
                 "description": ticket.description, "model": self.model_for(ticket)})
             self._step_requests[ticket.id] = future
-            future.add_done_callback(
-                lambda f, tid=ticket.id: loop.call_soon_threadsafe(self._step_decided, tid, f))
+            future.add_done_callback(functools.partial(self._on_step_answer, loop, ticket.id))
+
+    def _on_step_answer(self, loop: asyncio.AbstractEventLoop, ticket_id: str,
+                        future: concurrent.futures.Future) -> None:
+        """Any thread: hand the answer to the loop."""
+        loop.call_soon_threadsafe(self._step_decided, ticket_id, future)
 
     def _step_decided(self, ticket_id: str, future: concurrent.futures.Future) -> None:
         self._step_requests.pop(ticket_id, None)

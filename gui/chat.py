@@ -17,6 +17,7 @@ import concurrent.futures
 import logging
 import queue
 from collections.abc import Iterator
+from typing import Any
 
 import ai_client
 from providers.base import ProviderError
@@ -52,7 +53,8 @@ class ChatWorker:
         """Ask the provider to stop streaming (the reply then ends with what arrived)."""
         self.session.cancel_event.set()
 
-    def drain(self, max_events: int) -> Iterator[tuple[str, int, object]]:
+    def drain(self, max_events: int) -> Iterator[tuple[str, int, Any]]:
+        """Up to `max_events` results, oldest first; the data is a str ("chunk") or a dict."""
         for _ in range(max_events):
             try:
                 yield self._inbox.get_nowait()

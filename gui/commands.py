@@ -7,14 +7,17 @@ fields through `engine_thread.call(...)`, engine controls through the engine's
 own thread-safe methods, approvals through their futures.  A refusal is a
 `ValueError` (shown in the error bar by `ui()`, answered 400 by the hook API).
 
-Uses the App's `mma`, `pipeline`, `engine_thread`, `ctx`, `project`,
-`mma_epic_input`, tier-model inputs and `_runner_params`.
+What the mixin needs from its host is declared at the top of the class
+(attributes `gui_2.App.__init__` sets, and `project` / `_submit`, which App
+defines), so mypy checks both the mixin's uses and App's definitions.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import logging
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, ParamSpec, TypeVar
 
 import ai_client
 import conductor_io
@@ -26,12 +29,45 @@ from providers.catalog import TierModels
 from run_settings import RunSettings
 from planning import TIER2_STREAM
 
+if TYPE_CHECKING:
+    from imgui_bundle import hello_imgui
+
+    from gui.context_state import ContextState
+    from gui.mma_state import MMAState
+    from pipeline import EngineThread, Pipeline
+
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 RUN_LABELS = ("Accept track", "Resume track")     # App._submit labels of coroutines that run a track
 
 
 class PipelineCommands:
+    # ---------------------------------------------------------------- provided by the host (gui_2.App)
+    mma: MMAState
+    ctx: ContextState
+    pipeline: Pipeline
+    engine_thread: EngineThread
+    event_queue: events.AsyncEventQueue
+    project_dir: Path
+    run_settings: RunSettings
+    mma_epic_input: str
+    saved_tracks: list[dict]
+    _active_track_id: str | None
+    _futures: list[tuple[str, concurrent.futures.Future, bool]]
+    _step_mode_local: dict[str, bool]
+    _project_switch_noted: Path | None
+    _quit_requested: bool
+    _runner_params: hello_imgui.RunnerParams | None
+
+    if TYPE_CHECKING:
+        @property
+        def project(self) -> project_mod.ProjectConfig: ...
+
+        def _submit(self, label: str, coro: Coroutine[Any, Any, Any],
+                    reported_by_pipeline: bool = False) -> concurrent.futures.Future: ...
+
     # ---------------------------------------------------------------- plan and accept
     def _require_idle(self, what: str) -> None:
         if self.mma.pipeline_active:
@@ -225,6 +261,16 @@ class PipelineCommands:
         engine = self.active_engine
         return bool(engine is not None and engine.execution.paused)
 
+    @property
+    def has_active_engine(self) -> bool:
+        return self.active_engine is not None
+
+    @property
+    def manual_queue(self) -> bool:
+        """The active track's engine starts a ready ticket only when its Run button is pressed."""
+        engine = self.active_engine
+        return bool(engine is not None and not engine.execution.auto_queue)
+
     def _check_ticket(self, ticket_id: Any) -> str:
         if not isinstance(ticket_id, str) or self.mma.ticket(ticket_id) is None:
             raise ValueError(f"no ticket {ticket_id!r} in the active track")
@@ -240,7 +286,7 @@ class PipelineCommands:
         return {"ticket_id": ticket_id, "step_mode": bool(enabled)}
 
     def step_mode_of(self, ticket: dict) -> bool:
-        return self._step_mode_local.get(ticket.get("id"), bool(ticket.get("step_mode")))
+        return self._step_mode_local.get(str(ticket.get("id")), bool(ticket.get("step_mode")))
 
     def set_auto_queue(self, enabled: bool) -> None:
         self.use_run_settings(self.run_settings.replace(auto_queue=bool(enabled)))
@@ -307,6 +353,21 @@ class PipelineCommands:
         self.use_run_settings(self.run_settings.replace(models=models))
         return {"tier_models": models.to_config()}
 
+    @property
+    def prices(self) -> dict[str, project_mod.ModelPrice]:
+        """The project's price table (USD per 1M tokens); the Usage & Cost window edits it in place."""
+        return self.project.prices
+
+    def add_price(self, model: str, input_usd: float = 0.0, output_usd: float = 0.0) -> dict:
+        """Add price: a new row in the price table (saved with the project)."""
+        model = model.strip()
+        if not model:
+            raise ValueError("a price needs a model name")
+        if model in self.project.prices:
+            raise ValueError(f"{model} already has a price; edit it in the table")
+        self.project.prices[model] = project_mod.ModelPrice(float(input_usd), float(output_usd))
+        return {"model": model}
+
     def set_provider(self, provider: str) -> dict:
         """Switch provider for the chat and for the next plan/track (a running track keeps its own)."""
         if provider not in project_mod.PROVIDERS:
@@ -365,7 +426,7 @@ class PipelineCommands:
         if rp is not None:
             rp.app_shall_exit = True
 
-    def ui(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+    def ui(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R | None:
         """Call an action from a widget: a ValueError/KeyError becomes an error-bar entry."""
         try:
             return fn(*args, **kwargs)

@@ -31,6 +31,7 @@ import logging
 import os
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -91,6 +92,8 @@ class ContextState(FileItems):
     a second).  `busy` is True while a send is in flight: the app should keep
     frames coming (disable idling) so the stream shows up without delay.
     """
+    session: ai_client.Session     # the chat's: passed in, or owned (one per project folder)
+    chat: ChatWorker               # sends on its own thread with `session` bound
 
     def __init__(self, project_dir: str | os.PathLike, provider: str | None = None, *,
                  cache: FileCache | None = None, disk_check_interval: float = 1.0,
@@ -116,10 +119,11 @@ class ContextState(FileItems):
         # switched it, so the app can follow (pipeline, tier models).  A ValueError it raises
         # is shown as an error; the switch itself stays.
         self.on_provider_changed: Callable[[str], Any] | None = None
-        self.session = session         # one passed in stays (its log folder is the caller's)
         self._owns_session = session is None
+        if session is not None:        # one passed in stays (its log folder is the caller's)
+            self.session = session
+            self.chat = ChatWorker(session)
         self.log_dir: Path | None = None   # the owned session's JSON Lines folder
-        self.chat: ChatWorker | None = None
         self._load(Path(project_dir))
 
     # ------------------------------------------------------------------ project
@@ -142,7 +146,7 @@ class ContextState(FileItems):
         the folder changed; otherwise the same one, switched to the current provider/model."""
         log_dir = session_log_dir(self.project_dir)
         if self._owns_session and log_dir != self.log_dir:
-            if self.chat is not None:
+            if self.log_dir is not None:           # the previous project's session had a worker
                 self.chat.close()
             self.session = ai_client.Session(self.current_provider, self.current_model, label="chat",
                                              log_dir=log_dir)
@@ -150,8 +154,6 @@ class ContextState(FileItems):
             self.chat = ChatWorker(self.session)
             return
         self.session.set_provider(self.current_provider, self.current_model)
-        if self.chat is None:
-            self.chat = ChatWorker(self.session)
 
     def _initial_provider(self) -> str:
         candidates = [("--provider", self._explicit_provider),
@@ -219,8 +221,15 @@ class ContextState(FileItems):
         log.warning("%s: %s%s", source, message, f" ({hint})" if hint else "")
         self.errors.append(UiError(source, message, hint))
 
-    def clear_errors(self) -> None:
+    def clear_errors(self, sources: Iterable[str] | None = None) -> None:
+        """Forget the errors shown so far (only those of `sources`, when given)."""
+        if sources is None:
+            self.errors.clear()
+            return
+        wanted = set(sources)
+        kept = [e for e in self.errors if e.source not in wanted]
         self.errors.clear()
+        self.errors.extend(kept)
 
     # ------------------------------------------------------------------ discussions
     @property
@@ -368,6 +377,7 @@ class ContextState(FileItems):
             return False
         self.refresh(force=self._dirty)
         bundle = self.bundle
+        assert bundle is not None, "refresh() always leaves a bundle"
         if bundle.over_budget and not bundle.fits_after_trim:
             log.warning("sending %d tokens into a %d-token limit", bundle.total_tokens, self.context_limit)
         images = [{"mime_type": img["mime_type"], "data": img["data"]} for img in bundle.images]
@@ -395,20 +405,21 @@ class ContextState(FileItems):
         handled = 0
         for kind, request_id, data in self.chat.drain(max_events):
             handled += 1
-            if self._request is None or request_id != self._request["id"]:
+            request = self._request
+            if request is None or request_id != request["id"]:
                 log.debug("dropping %s for finished request %s", kind, request_id)
                 continue
             if kind == "chunk":
                 self.stream_text += data
                 self.stream_chunks += 1
             elif kind == "done":
-                self._finish(data["text"], error=None)
+                self._finish(request, data["text"], error=None)
                 self.last_usage = {"input_tokens": data["input_tokens"],
                                    "output_tokens": data["output_tokens"]}
             elif kind == "error":
                 partial = data["partial"] or self.stream_text
                 self.add_error("send", data["message"], data["hint"])
-                self._finish(partial, error=data["message"])
+                self._finish(request, partial, error=data["message"])
             else:
                 log.error("unknown chat event %r", kind)
         if self._dirty:
@@ -418,8 +429,7 @@ class ContextState(FileItems):
             self.check_disk()
         return handled
 
-    def _finish(self, text: str, error: str | None) -> None:
-        request = self._request
+    def _finish(self, request: dict[str, Any], text: str, error: str | None) -> None:
         self._request = None
         self.busy = False
         self.last_reply = text

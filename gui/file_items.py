@@ -1,10 +1,11 @@
 """The context items of the panels: files (with view modes), screenshots, token estimates.
 
-`FileItems` is a mixin of `gui.context_state.ContextState` (it uses the state's
-`config`, `project_dir`, `cache`, `current_model`, `ai_input`, `add_error()` and
-`discussion_dicts()`).  It keeps the file list and its per-row token estimates,
-rebuilds the context bundle only when something that goes into it changed, and
-watches the listed files on disk about once a second.
+`FileItems` is a mixin of `gui.context_state.ContextState`; what it uses of
+its host (`config`, `project_dir`, `cache`, `current_model`, `ai_input`,
+`session`, `add_error()`, `discussion_dicts()`, ...) is declared at the top of
+the class, so mypy checks both sides.  It keeps the file list and its per-row
+token estimates, rebuilds the context bundle only when something that goes
+into it changed, and watches the listed files on disk about once a second.
 
 Recomputing is never per frame: `mark_changed()` flags a rebuild, `refresh()`
 (called by `poll()`) does it once; typing in a discussion entry rebuilds after
@@ -17,11 +18,16 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import file_cache
 from file_cache import ContextBundle, ContextItem, TrimStep, build_context, context_window_for
 from gui.chat import CHAT_SYSTEM_PROMPT
 from project import FILE_MODES, FileEntry
+
+if TYPE_CHECKING:
+    import ai_client
+    from project import ProjectConfig
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +52,19 @@ def _is_glob(text: str) -> bool:
 
 class FileItems:
     """Files, screenshots and the context bundle built from them (mixin of ContextState)."""
+    # ---------------------------------------------------------------- provided by the host (ContextState)
+    config: ProjectConfig
+    project_dir: Path
+    cache: file_cache.FileCache
+    current_model: str
+    ai_input: str
+    disk_check_interval: float
+    session: ai_client.Session
+
+    if TYPE_CHECKING:
+        def add_error(self, source: str, message: str, hint: str = "") -> None: ...
+
+        def discussion_dicts(self) -> list[dict]: ...
 
     def _reset_items(self) -> None:
         """Fresh per-project bookkeeping (a (re)load)."""
@@ -219,7 +238,7 @@ class FileItems:
         return True
 
     def _disk_signature(self) -> tuple:
-        sig = []
+        sig: list[tuple[str, int | None, int | None]] = []     # (path, mtime_ns, size); None: missing
         paths: list[Path] = []
         for f in self.config.files:
             if _is_glob(f.path):

@@ -17,6 +17,7 @@ next GET (`resolves_after_publish = True` tells `api_hooks.HookServer` so).
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import logging
 import queue
 import threading
@@ -123,14 +124,16 @@ class HookSurface:
             if action["action"] == "screenshot":
                 self._screenshots.append((screenshot.check_path(action["path"]), fut))
                 continue
+            result: dict | None = None
+            error: BaseException | None = None
             try:
-                result, error = self._apply(action), None
+                result = self._apply(action)
             except (ValueError, KeyError, LookupError) as exc:
                 log.info("hook action %s failed: %s", action.get("action"), exc)
-                result, error = None, exc
+                error = exc
             except Exception as exc:     # reported to the caller, and in the log with a traceback
                 log.exception("hook action %r crashed", action)
-                result, error = None, exc
+                error = exc
             self._resolve_after_publish.append((fut, result, error))
 
     def _apply(self, action: dict) -> dict:
@@ -170,6 +173,15 @@ class HookSurface:
     def click(self, item: str, args: dict | None = None) -> dict:
         """Press a named button: the same App methods the widgets call."""
         app, args = self.app, dict(args or {})
+        ticket_id: Any = args.get("ticket_id")     # checked by queue_ticket / set_step_mode
+
+        def dismiss_errors() -> dict:
+            app.mma.dismiss_errors()
+            return {"dismissed": True}
+
+        def quit_app() -> dict:
+            app.request_quit()
+            return {"quitting": True}
         handlers: dict[str, Callable[[], Any]] = {
             "btn_mma_plan_epic": app.plan_epic,
             "btn_mma_accept_track": lambda: app.accept_track(args.get("track_id")),
@@ -179,13 +191,13 @@ class HookSurface:
             "btn_mma_abort": app.abort,
             "btn_mma_resume_track": lambda: app.resume_track(args.get("track_id")),
             "btn_mma_apply_models": app.apply_tier_models,
-            "btn_mma_run_ticket": lambda: app.queue_ticket(args.get("ticket_id")),
-            "btn_mma_step_mode": lambda: app.set_step_mode(args.get("ticket_id"), bool(args.get("enabled", True))),
+            "btn_mma_run_ticket": lambda: app.queue_ticket(ticket_id),
+            "btn_mma_step_mode": lambda: app.set_step_mode(ticket_id, bool(args.get("enabled", True))),
             "btn_save_project": app.save_project,
-            "btn_dismiss_error": lambda: app.mma.dismiss_errors() or {"dismissed": True},
+            "btn_dismiss_error": dismiss_errors,
             "btn_send": lambda: self._context_click("btn_send", {}),
-            "btn_quit": lambda: app.request_quit() or {"quitting": True},
-            **{name: (lambda n=name: self._context_click(n, args)) for name in CONTEXT_ITEMS},
+            "btn_quit": quit_app,
+            **{name: functools.partial(self._context_click, name, args) for name in CONTEXT_ITEMS},
         }
         if item not in handlers:
             raise ValueError(f"unknown item {item!r}; clickable: {', '.join(CLICKABLE_ITEMS)}")
@@ -214,14 +226,13 @@ class HookSurface:
             part["context_errors"] = part.pop("errors")
             self._ctx_part, self._ctx_at = part, now
         snap = {**self._ctx_part, **self._mma_part, **self.field_values(), **app.comms_log.summary(COMMS_IN_SNAPSHOT)}
-        server = app.hook_server
         snap.update({
             "provider": app.provider, "model": app.current_model, "epic": app.mma_epic_input,
             "frame_count": app.stats.frame_count, "fps": round(app.stats.fps(), 2),
             "project_dir": str(app.project_dir), "is_mock": app.is_mock,
             "active_track_id": app.active_track_id, "engine_paused": app.engine_paused,
             "saved_tracks": list(app.saved_tracks),     # its dicts are replaced, never changed
-            "hook_url": server.url if server is not None and server.port else None,
+            "hook_url": app.hook_url,
         })
         perf = self._perf
         if now - self._perf_at >= PERF_INTERVAL_S or not perf:
@@ -235,7 +246,7 @@ class HookSurface:
             if error is not None:
                 fut.set_exception(error)
             else:
-                fut.set_result({"ok": True, **result})
+                fut.set_result({"ok": True, **(result or {})})
 
     def field_values(self) -> dict[str, Any]:
         app = self.app

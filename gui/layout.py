@@ -11,6 +11,12 @@ callbacks:
     before_exit                    App.shutdown
 
 Window labels (WIN_*) are what the View menu and the Test Engine see.
+
+Every panel is `draw(state[, actions][, view])` (docs/guide_gui.md, "Panels"):
+`state` is the plain object the window shows, `actions` a Protocol of what it
+may call (the App, `ContextState` or `CommsLog` satisfy them; mypy checks it
+here, where each panel is mounted), `view` the window's own state between
+frames, created here with the window.
 """
 from __future__ import annotations
 
@@ -18,8 +24,8 @@ from typing import TYPE_CHECKING, Callable
 
 from imgui_bundle import hello_imgui, imgui, immapp
 
-from gui import (panel_approvals, panel_budget, panel_comms, panel_diagnostics, panel_discussion, panel_mma,
-                 panel_project, theme)
+from gui import (panel_approvals, panel_budget, panel_comms, panel_dag, panel_diagnostics, panel_discussion,
+                 panel_mma_dashboard, panel_project, panel_streams, panel_usage, theme)
 
 if TYPE_CHECKING:
     from gui_2 import App
@@ -107,6 +113,12 @@ def _status_bar(app: App) -> None:
                f"{app.stats.fps():.0f} FPS ({'idling' if app.idling_enabled else 'live'})")
 
 
+def _diagnostics(app: App) -> panel_diagnostics.DiagnosticsReport:
+    return panel_diagnostics.DiagnosticsReport(
+        performance=app.compute_performance(), frame_times_ms=app.stats.frame_times_ms, hook_url=app.hook_url,
+        unknown_events=app.mma.unknown_events, event_counts=app.mma.event_counts)
+
+
 def _shortcuts(app: App) -> None:
     if imgui.is_key_chord_pressed(imgui.Key.mod_ctrl | imgui.Key.s):
         app.ui(app.save_project)
@@ -117,7 +129,7 @@ def build_runner_params(app: App, window_size: tuple[int, int] = DEFAULT_WINDOW_
     """hello_imgui RunnerParams with the docking layout, chrome and per-frame callbacks."""
     rp = hello_imgui.RunnerParams()
     rp.app_window_params.window_title = title
-    rp.app_window_params.window_geometry.size = tuple(window_size)
+    rp.app_window_params.window_geometry.size = (int(window_size[0]), int(window_size[1]))
     rp.ini_disable = ini_disable
     if not ini_disable:
         rp.ini_folder_type = hello_imgui.IniFolderType.app_user_config_folder
@@ -150,8 +162,11 @@ def build_runner_params(app: App, window_size: tuple[int, int] = DEFAULT_WINDOW_
     cb.add_edge_toolbar(hello_imgui.EdgeToolbarType.top, lambda: _top_bar(app),
                         hello_imgui.EdgeToolbarOptions(size_em=3.0, window_padding_em=imgui.ImVec2(0.6, 0.35)))
 
+    # The windows' own view state (caches, the node editor, a text box), one per window.
+    dag_view, streams_view, usage_view = panel_dag.DagView(), panel_streams.StreamsView(), panel_usage.UsageView()
+
     def before_exit() -> None:
-        panel_mma.destroy_node_editor(app)
+        panel_dag.destroy_editor(dag_view)
         app.shutdown()
     cb.before_exit = before_exit
 
@@ -173,16 +188,16 @@ def build_runner_params(app: App, window_size: tuple[int, int] = DEFAULT_WINDOW_
         w.label, w.dock_space_name, w.gui_function = label, dock, fn
         w.focus_window_at_next_frame = focus
         windows.append(w)
-    window("Project", lambda: panel_project.draw(app.ctx), "LeftSpace", focus=True)
-    window("Discussion", lambda: panel_discussion.draw(app.ctx), "LeftSpace")
+    window("Project", lambda: panel_project.draw(app.ctx, app.ctx), "LeftSpace", focus=True)
+    window("Discussion", lambda: panel_discussion.draw(app.ctx, app.ctx), "LeftSpace")
     window("Budget", lambda: panel_budget.draw(app.ctx), "LeftSpace")
-    window("Comms", lambda: panel_comms.draw(app.comms_log), "BottomSpace")
-    window(WIN_DAG, lambda: panel_mma.render_dag(app), "MainDockSpace")
-    window(WIN_USAGE, lambda: panel_mma.render_usage(app), "MainDockSpace")
-    window(WIN_MMA, lambda: panel_mma.render(app), "MainDockSpace", focus=True)
-    window(WIN_DIAGNOSTICS, lambda: panel_diagnostics.render(app), "RightSpace")
-    window(WIN_APPROVALS, lambda: panel_approvals.render(app), "RightSpace", focus=True)
-    window(WIN_STREAMS, lambda: panel_mma.render_streams(app), "BottomSpace", focus=True)
+    window("Comms", lambda: panel_comms.draw(app.comms_log, app.comms_log), "BottomSpace")
+    window(WIN_DAG, lambda: panel_dag.draw(app.mma, dag_view), "MainDockSpace")
+    window(WIN_USAGE, lambda: panel_usage.draw(app.mma, app, usage_view), "MainDockSpace")
+    window(WIN_MMA, lambda: panel_mma_dashboard.draw(app.mma, app), "MainDockSpace", focus=True)
+    window(WIN_DIAGNOSTICS, lambda: panel_diagnostics.draw(_diagnostics(app)), "RightSpace")
+    window(WIN_APPROVALS, lambda: panel_approvals.draw(app.mma, app), "RightSpace", focus=True)
+    window(WIN_STREAMS, lambda: panel_streams.draw(app.mma.mma_streams, streams_view), "BottomSpace", focus=True)
     rp.docking_params.dockable_windows = windows
 
     addons = immapp.AddOnsParams(with_implot=True, with_markdown=True)

@@ -6,7 +6,7 @@ panels only read these fields and call the methods (`approve`, ...).  Every
 event name in `events.py` has a handler; an unknown name is logged and
 counted, never silently dropped.
 
-Streams (`mma_streams`) follow the seed semantics: `mma_stream` chunks are
+Streams (`mma_streams`): `mma_stream` chunks are
 appended to their `stream_id`; a `response` event with status `done` sets the
 stream's final text (`mma_streams[stream_id] = text`).  Chunks are kept as a
 list and joined lazily (once per change, not per frame), and each stream is
@@ -406,7 +406,8 @@ class MMAState:
         gone = [rid for rid, a in self.pending_approvals.items() if a.future is not None and a.future.done()]
         for rid in gone:
             approval = self.pending_approvals.pop(rid)
-            outcome = "cancelled" if approval.future.cancelled() else "answered elsewhere"
+            cancelled = approval.future is not None and approval.future.cancelled()
+            outcome = "cancelled" if cancelled else "answered elsewhere"
             self.approval_history.append({"request_id": rid, "kind": approval.kind,
                                           "ticket_id": approval.ticket_id, "outcome": outcome})
             log.info("approval %s %s", rid, outcome)

@@ -1,8 +1,9 @@
 """The Approvals window: every pending spawn / step / tool request, oldest first.
 
-State lives in `app.mma.pending_approvals` (keyed by request id); the window
-edits the `Approval`'s fields in place and answers through `app.approve`.
-Labels (request ids look like `spawn-T1-3`):
+`draw(state, actions)`: `state` is the `MMAState` (`pending_approvals`, keyed
+by request id, and `approval_history`); the window edits each `Approval`'s
+fields in place and answers through `actions.approve` (`ApprovalActions`,
+satisfied by `gui_2.App`).  Labels (request ids look like `spawn-T1-3`):
 
   "##prompt-<request_id>", "###ctx-<request_id>/##context-<request_id>", "##args-<request_id>",
   "Approve##<request_id>", "Reject##<request_id>"
@@ -10,22 +11,29 @@ Labels (request ids look like `spawn-T1-3`):
 from __future__ import annotations
 
 import time
+from typing import Any, Protocol
 
 from imgui_bundle import imgui
 
 from gui import theme
+from gui.actions import GuardedCalls
+from gui.mma_state import Approval, MMAState
 
 DIFF_COLORS = {"+": (0.45, 0.85, 0.45, 1.0), "-": (0.95, 0.45, 0.42, 1.0), "@": (0.45, 0.70, 1.0, 1.0)}
 KIND_TITLES = {"spawn": "Spawn worker", "step": "Run step", "tool": "Tool call"}
 
 
-def render(app) -> None:
-    approvals = list(app.mma.pending_approvals.values())
+class ApprovalActions(GuardedCalls, Protocol):
+    def approve(self, request_id: str, approved: bool = True, **edits: Any) -> dict: ...
+
+
+def draw(state: MMAState, actions: ApprovalActions) -> None:
+    approvals = list(state.pending_approvals.values())
     if not approvals:
         imgui.text_disabled("No pending approvals.")
         imgui.text_wrapped("Workers ask here before they start (spawn), before a step-mode ticket runs, "
                            "and before a tool writes a file or runs a command.")
-        history = list(app.mma.approval_history)[-8:]
+        history = list(state.approval_history)[-8:]
         if history:
             imgui.separator_text("Recent")
             for h in reversed(history):
@@ -36,10 +44,10 @@ def render(app) -> None:
         imgui.same_line()
         imgui.text_disabled("(oldest first)")
     for approval in approvals:
-        _render_one(app, approval)
+        _one(actions, approval)
 
 
-def _render_one(app, a) -> None:
+def _one(actions: ApprovalActions, a: Approval) -> None:
     rid = a.request_id
     imgui.separator_text(f"{KIND_TITLES.get(a.kind, a.kind)} · {a.ticket_id}")
     imgui.text_disabled(f"{rid} · waiting {time.time() - a.created_at:.0f}s"
@@ -71,12 +79,12 @@ def _render_one(app, a) -> None:
         imgui.text_wrapped(str(a.payload.get("description", "")))
     imgui.push_style_color(imgui.Col_.button, imgui.ImVec4(0.16, 0.45, 0.22, 1.0))
     if imgui.button(f"Approve##{rid}"):
-        app.ui(app.approve, rid, True)
+        actions.ui(actions.approve, rid, True)
     imgui.pop_style_color()
     imgui.same_line()
     imgui.push_style_color(imgui.Col_.button, imgui.ImVec4(0.55, 0.16, 0.14, 1.0))
     if imgui.button(f"Reject##{rid}"):
-        app.ui(app.approve, rid, False)
+        actions.ui(actions.approve, rid, False)
     imgui.pop_style_color()
 
 

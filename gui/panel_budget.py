@@ -1,6 +1,7 @@
 """Budget panel: context tokens in use vs the model window, share per source, trim order, cache.
 
-`draw(state)` draws into the current window.  All numbers come from
+`draw(state)` draws the `ContextState`'s budget into the current window; it
+calls no command, so it takes no `actions`.  All numbers come from
 `ContextState.budget()` / `trim_preview()`, which only recompute when the
 context changed (never per frame).  Layout: a progress bar (tokens in use vs
 the limit), a stacked bar of the mix, the table "budget_sources", the trim

@@ -1,15 +1,21 @@
 """Comms log panel: every request/response/tool/retry/error entry, filterable, clipped.
 
-`draw(comms)` draws into the current window; the app calls `comms.drain()`
-once per frame (before drawing).  Rows are drawn with `imgui.ListClipper`, so a
-10k-entry log costs only the visible rows.  Clicking a row shows its full
-payload below the table.  Labels tests rely on: combos "##comms_kind",
-"##comms_provider", "##comms_direction" (find combos by full path, e.g.
-"//Comms/##comms_kind"), the text box "##comms_filter",
-"Clear##comms", "Follow##comms", the table "comms_table" whose rows are selectables "#<seq>",
-and the payload view "##comms_payload".
+`draw(state, actions)` draws into the current window: `state` is the
+`CommsLog` it shows (its Follow box is edited in place), `actions`
+(`CommsActions`) the filter / select / clear calls -- the same `CommsLog`
+satisfies both.  The app calls `drain()` once per frame (before drawing).
+Rows are drawn with `imgui.ListClipper`, so a 10k-entry log costs only the
+visible rows.  Clicking a row shows its full payload below the table.
+
+Labels tests rely on: combos "##comms_kind", "##comms_provider",
+"##comms_direction" (find combos by full path, e.g. "//Comms/##comms_kind"),
+the text box "##comms_filter", "Clear##comms", "Follow##comms", the table
+"comms_table" whose rows are selectables "#<seq>", and the payload view
+"##comms_payload".
 """
 from __future__ import annotations
+
+from typing import Protocol
 
 from imgui_bundle import imgui
 
@@ -18,6 +24,13 @@ from gui.panel_project import DIM_COLOR, ERROR_COLOR
 
 DIRECTION_COLORS = {"OUT": imgui.ImVec4(0.45, 0.75, 1.0, 1.0), "IN": imgui.ImVec4(0.55, 0.9, 0.55, 1.0)}
 DETAILS_HEIGHT = 150.0
+
+
+class CommsActions(Protocol):
+    def set_filter(self, *, kind: str | None = None, provider: str | None = None,
+                   direction: str | None = None, text: str | None = None) -> None: ...
+    def select(self, seq: int | None) -> None: ...
+    def clear(self) -> None: ...
 
 
 def _filter_combo(title: str, widget_id: str, current: str, choices: list[str], width: float) -> str | None:
@@ -34,34 +47,34 @@ def _filter_combo(title: str, widget_id: str, current: str, choices: list[str], 
     return chosen
 
 
-def draw(comms: CommsLog) -> None:
-    kind = _filter_combo("Kind", "##comms_kind", comms.filter_kind, sorted(comms.kinds), 90)
+def draw(state: CommsLog, actions: CommsActions) -> None:
+    kind = _filter_combo("Kind", "##comms_kind", state.filter_kind, sorted(state.kinds), 90)
     if kind is not None:
-        comms.set_filter(kind=kind)
+        actions.set_filter(kind=kind)
     imgui.same_line()
-    provider = _filter_combo("Provider", "##comms_provider", comms.filter_provider, sorted(comms.providers), 80)
+    provider = _filter_combo("Provider", "##comms_provider", state.filter_provider, sorted(state.providers), 80)
     if provider is not None:
-        comms.set_filter(provider=provider)
+        actions.set_filter(provider=provider)
     imgui.same_line()
-    direction = _filter_combo("Dir", "##comms_direction", comms.filter_direction, ["OUT", "IN"], 55)
+    direction = _filter_combo("Dir", "##comms_direction", state.filter_direction, ["OUT", "IN"], 55)
     if direction is not None:
-        comms.set_filter(direction=direction)
+        actions.set_filter(direction=direction)
     imgui.set_next_item_width(-230)
-    changed, text = imgui.input_text_with_hint("##comms_filter", "filter text", comms.filter_text)
+    changed, text = imgui.input_text_with_hint("##comms_filter", "filter text", state.filter_text)
     imgui.set_item_tooltip("words that must all appear (kind, provider, model or payload)")
     if changed:
-        comms.set_filter(text=text)
+        actions.set_filter(text=text)
     imgui.same_line()
     if imgui.small_button("Clear##comms"):
-        comms.clear()
+        actions.clear()
     imgui.same_line()
-    _, comms.follow = imgui.checkbox("Follow##comms", comms.follow)
+    _, state.follow = imgui.checkbox("Follow##comms", state.follow)
     imgui.same_line()
-    rows = comms.visible()
-    dropped = f", {comms.dropped:,} oldest dropped" if comms.dropped else ""
-    imgui.text_colored(DIM_COLOR, f"{len(rows):,}/{len(comms.rows):,} entries{dropped}")
+    rows = state.visible()
+    dropped = f", {state.dropped:,} oldest dropped" if state.dropped else ""
+    imgui.text_colored(DIM_COLOR, f"{len(rows):,}/{len(state.rows):,} entries{dropped}")
 
-    selected = comms.selected
+    selected = state.selected
     table_height = -(DETAILS_HEIGHT if selected is not None else 1.0)
     flags = (imgui.TableFlags_.scroll_y | imgui.TableFlags_.scroll_x | imgui.TableFlags_.row_bg
              | imgui.TableFlags_.borders_inner_v | imgui.TableFlags_.resizable
@@ -86,10 +99,10 @@ def draw(comms: CommsLog) -> None:
                 row = rows[i]
                 imgui.table_next_row()
                 imgui.table_next_column()
-                clicked, _ = imgui.selectable(f"#{row.seq}", row.seq == comms.selected_seq,
+                clicked, _ = imgui.selectable(f"#{row.seq}", row.seq == state.selected_seq,
                                               imgui.SelectableFlags_.span_all_columns)
                 if clicked:
-                    comms.select(None if row.seq == comms.selected_seq else row.seq)
+                    actions.select(None if row.seq == state.selected_seq else row.seq)
                 imgui.table_next_column()
                 imgui.text(row.time_str)
                 imgui.table_next_column()
@@ -110,7 +123,7 @@ def draw(comms: CommsLog) -> None:
                 imgui.table_next_column()
                 imgui.text(row.preview)
         clipper.end()
-        if at_bottom and comms.follow:
+        if at_bottom and state.follow:
             imgui.set_scroll_here_y(1.0)
         imgui.end_table()
 
@@ -119,6 +132,6 @@ def draw(comms: CommsLog) -> None:
                    f"{selected.model} · {selected.time_str}")
         imgui.same_line()
         if imgui.small_button("Close##comms_payload"):
-            comms.select(None)
-        imgui.input_text_multiline("##comms_payload", comms.selected_payload(),
+            actions.select(None)
+        imgui.input_text_multiline("##comms_payload", state.selected_payload(),
                                    imgui.ImVec2(-1, -1), imgui.InputTextFlags_.read_only)

@@ -1,6 +1,9 @@
 """Discussion panel: provider/model pickers, the curated history, the message box, the reply.
 
-`draw(state)` draws into the current window.  Replies are rendered as markdown
+`draw(state, actions)` draws into the current window: `state` is the
+`ContextState` it shows (the message box and the new-discussion name are edited
+in place), `actions` (`DiscussionActions`) the commands it calls -- the same
+`ContextState` satisfies both.  Replies are rendered as markdown
 with imgui_md when the runner initialised it (`immapp.run(..., with_markdown=True)`
 or `AddOnsParams(with_markdown=True)`); otherwise as wrapped plain text.
 
@@ -12,10 +15,12 @@ per entry "##role_<i>", "Edit##entry_<i>" / "Done##entry_<i>", "Up##entry_<i>",
 """
 from __future__ import annotations
 
+from typing import Protocol
+
 from imgui_bundle import imgui, imgui_md
 
 from gui.context_state import ContextState
-from gui.panel_project import DIM_COLOR, draw_errors
+from gui.panel_project import DIM_COLOR, ErrorActions, draw_errors
 from project import PROVIDERS, ROLES
 
 ROLE_COLORS = {
@@ -25,6 +30,19 @@ ROLE_COLORS = {
 }
 MESSAGE_BOX_LINES = 4
 ERROR_SOURCES = ("send", "discussion")
+
+
+class DiscussionActions(ErrorActions, Protocol):
+    def set_provider(self, provider: str) -> bool: ...
+    def set_model(self, model: str) -> bool: ...
+    def select_discussion(self, name: str) -> bool: ...
+    def new_discussion(self, name: str) -> bool: ...
+    def edit_entry(self, index: int, *, content: str | None = None, role: str | None = None) -> bool: ...
+    def toggle_edit(self, index: int) -> bool: ...
+    def delete_entry(self, index: int) -> bool: ...
+    def move_entry(self, index: int, delta: int) -> bool: ...
+    def send_message(self) -> bool: ...
+    def cancel(self) -> bool: ...
 
 
 def markdown_available() -> bool:
@@ -56,23 +74,23 @@ def _combo(widget_id: str, current: str, choices: list[str] | tuple[str, ...], w
     return chosen
 
 
-def _draw_pickers(state: ContextState) -> None:
+def _draw_pickers(state: ContextState, actions: DiscussionActions) -> None:
     imgui.begin_disabled(state.busy)
     provider = _combo("##provider", state.current_provider, PROVIDERS, 95, "Provider")
     if provider:
-        state.set_provider(provider)
+        actions.set_provider(provider)
     imgui.same_line()
     models = state.models_for(state.current_provider)
     if state.current_model not in models:
         models = [state.current_model, *models]
     model = _combo("##model", state.current_model, models, -1, "Model")
     if model:
-        state.set_model(model)
+        actions.set_model(model)
     imgui.end_disabled()
 
     name = _combo("##discussion", state.active_discussion, state.discussion_names, 110, "Discussion")
     if name:
-        state.select_discussion(name)
+        actions.select_discussion(name)
     imgui.same_line()
     new_label = "New discussion"
     imgui.set_next_item_width(-imgui.calc_text_size(new_label).x - 2 * imgui.get_style().frame_padding.x
@@ -81,7 +99,7 @@ def _draw_pickers(state: ContextState) -> None:
         "##new_discussion_name", "new discussion name", state.inputs.new_discussion_name,
         imgui.InputTextFlags_.enter_returns_true)
     imgui.same_line()
-    if (imgui.button("New discussion") or entered) and state.new_discussion(state.inputs.new_discussion_name):
+    if (imgui.button("New discussion") or entered) and actions.new_discussion(state.inputs.new_discussion_name):
         state.inputs.new_discussion_name = ""
 
 
@@ -90,7 +108,7 @@ def _short_ts(ts: str) -> str:
     return ts[5:16].replace("T", " ") if len(ts) >= 16 else ts
 
 
-def _draw_entry(state: ContextState, i: int, count: int) -> str | None:
+def _draw_entry(state: ContextState, actions: DiscussionActions, i: int, count: int) -> str | None:
     """One history entry; returns a structural action ("up"/"down"/"delete") to apply after the loop."""
     entry = state.entries[i]
     action = None
@@ -100,11 +118,11 @@ def _draw_entry(state: ContextState, i: int, count: int) -> str | None:
     imgui.same_line(0, 4)
     role = _combo(f"##role_{i}", entry.role, ROLES, 95)
     if role:
-        state.edit_entry(i, role=role)
+        actions.edit_entry(i, role=role)
     imgui.same_line()
     editing = state.is_editing(i)
     if imgui.small_button(f"{'Done' if editing else 'Edit'}##entry_{i}"):
-        editing = state.toggle_edit(i)
+        editing = actions.toggle_edit(i)
     imgui.same_line()
     imgui.begin_disabled(i == 0)
     if imgui.small_button(f"Up##entry_{i}"):
@@ -126,7 +144,7 @@ def _draw_entry(state: ContextState, i: int, count: int) -> str | None:
         changed, text = imgui.input_text_multiline(
             f"##text_{i}", entry.content, imgui.ImVec2(-1, imgui.get_text_line_height() * lines + 8))
         if changed:
-            state.edit_entry(i, content=text)
+            actions.edit_entry(i, content=text)
     else:
         imgui.push_id(f"md_{i}")   # markdown widgets of different entries must not collide
         render_markdown(entry.content or "*(empty)*")
@@ -135,8 +153,8 @@ def _draw_entry(state: ContextState, i: int, count: int) -> str | None:
     return action
 
 
-def draw(state: ContextState) -> None:
-    _draw_pickers(state)
+def draw(state: ContextState, actions: DiscussionActions) -> None:
+    _draw_pickers(state, actions)
     shown_errors = sum(1 for e in state.errors if e.source in ERROR_SOURCES)
     footer = (imgui.get_text_line_height() * MESSAGE_BOX_LINES + imgui.get_frame_height_with_spacing() * 2
               + 24 + (min(shown_errors, 4) * 2 + 1) * imgui.get_text_line_height_with_spacing()
@@ -145,7 +163,7 @@ def draw(state: ContextState) -> None:
     entries = state.entries
     pending = None
     for i in range(len(entries)):
-        action = _draw_entry(state, i, len(entries))
+        action = _draw_entry(state, actions, i, len(entries))
         if action:
             pending = (action, i)
     if not entries and not state.busy:
@@ -164,22 +182,22 @@ def draw(state: ContextState) -> None:
     if pending:
         action, i = pending
         if action == "delete":
-            state.delete_entry(i)
+            actions.delete_entry(i)
         else:
-            state.move_entry(i, -1 if action == "up" else 1)
+            actions.move_entry(i, -1 if action == "up" else 1)
 
-    draw_errors(state, ERROR_SOURCES, "discussion")
+    draw_errors(state, actions, ERROR_SOURCES, "discussion")
     _, state.ai_input = imgui.input_text_multiline(
         "##ai_input", state.ai_input,
         imgui.ImVec2(-1, imgui.get_text_line_height() * MESSAGE_BOX_LINES + 8))
     imgui.begin_disabled(state.busy or not state.ai_input.strip())
     if imgui.button("Send"):
-        state.send_message()
+        actions.send_message()
     imgui.end_disabled()
     imgui.same_line()
     if state.busy:
         if imgui.button("Stop"):
-            state.cancel()
+            actions.cancel()
         imgui.same_line()
         imgui.text_colored(DIM_COLOR, f"streaming from {state.current_provider}/{state.current_model}…")
     else:

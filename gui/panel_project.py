@@ -1,13 +1,19 @@
 """Project panel: which files (and in which view mode) and screenshots go to the model.
 
-`draw(state)` draws into the current window (the app mounts it in a dockable
-window).  Widget labels tests rely on: "##project_folder", "Open", "Reload",
+`draw(state, actions)` draws into the current window (the app mounts it in a
+dockable window): `state` is the `ContextState` it shows (its text boxes,
+`state.inputs`, are edited in place), `actions` (`ProjectActions`) the
+commands it calls -- the same `ContextState` satisfies both.  Widget labels tests rely on: "##project_folder", "Open", "Reload",
 "Save project", "Save anyway", "##new_file_path", "##new_file_mode", "Add file",
 table "files_table" with per-row combos "##mode_<i>" and buttons
 "Remove##file_<i>", "##screenshot_path", "Add screenshot", "Remove##shot_<i>".
 (Combos are only found by full path, e.g. "//Project/files_table/##mode_0".)
 """
 from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Protocol
 
 from imgui_bundle import imgui
 
@@ -26,6 +32,21 @@ MODE_HELP = {
 }
 
 
+class ErrorActions(Protocol):
+    def clear_errors(self, sources: Iterable[str] | None = None) -> None: ...
+
+
+class ProjectActions(ErrorActions, Protocol):
+    def open_project(self, project_dir: str | os.PathLike) -> bool: ...
+    def save(self, overwrite_broken: bool = False) -> bool: ...
+    def reload(self) -> bool: ...
+    def add_file(self, path: str, mode: str = "full") -> bool: ...
+    def set_file_mode(self, index_or_path: int | str, mode: str) -> bool: ...
+    def remove_file(self, index_or_path: int | str) -> bool: ...
+    def add_screenshot(self, path: str) -> bool: ...
+    def remove_screenshot(self, index: int) -> bool: ...
+
+
 def mode_combo(label: str, current: str, width: float = 110.0) -> str | None:
     """A view-mode combo; returns the newly chosen mode or None."""
     chosen = None
@@ -39,7 +60,7 @@ def mode_combo(label: str, current: str, width: float = 110.0) -> str | None:
     return chosen
 
 
-def draw_errors(state: ContextState, sources: tuple[str, ...], label: str) -> None:
+def draw_errors(state: ContextState, actions: ErrorActions, sources: tuple[str, ...], label: str) -> None:
     """The recent errors of some sources, newest last, with a Clear button."""
     errors = [e for e in state.errors if e.source in sources]
     if not errors:
@@ -53,15 +74,14 @@ def draw_errors(state: ContextState, sources: tuple[str, ...], label: str) -> No
             imgui.text_wrapped(f"  {err.hint}")
             imgui.pop_style_color()
     if imgui.small_button(f"Clear errors##{label}"):
-        for err in errors:
-            state.errors.remove(err)
+        actions.clear_errors(sources)
 
 
 def _fmt(n: int) -> str:
     return f"{n:,}"
 
 
-def draw(state: ContextState) -> None:
+def draw(state: ContextState, actions: ProjectActions) -> None:
     inputs = state.inputs
     # -- project folder ------------------------------------------------------------
     imgui.text("Project:")
@@ -78,18 +98,18 @@ def draw(state: ContextState) -> None:
         "##project_folder", "project folder", inputs.open_path, imgui.InputTextFlags_.enter_returns_true)
     imgui.same_line()
     if imgui.button("Open") or entered:
-        state.open_project(inputs.open_path)
+        actions.open_project(inputs.open_path)
     if imgui.button("Save project"):
-        state.save()
+        actions.save()
     imgui.same_line()
     if imgui.button("Reload"):
-        state.reload()
+        actions.reload()
     if state.save_blocked:
         imgui.same_line()
         if imgui.button("Save anyway"):
-            state.save(overwrite_broken=True)
+            actions.save(overwrite_broken=True)
         imgui.set_item_tooltip("overwrite the broken project file; a .broken-<time> copy is kept")
-    draw_errors(state, ("project", "provider"), "project")
+    draw_errors(state, actions, ("project", "provider"), "project")
 
     # -- files ---------------------------------------------------------------------
     imgui.separator_text("Files")
@@ -102,7 +122,7 @@ def draw(state: ContextState) -> None:
     if new_mode:
         inputs.new_file_mode = new_mode
     imgui.same_line()
-    if (imgui.button("Add file") or entered) and state.add_file(inputs.new_file_path, inputs.new_file_mode):
+    if (imgui.button("Add file") or entered) and actions.add_file(inputs.new_file_path, inputs.new_file_mode):
         inputs.new_file_path = ""
 
     # Rows are recomputed at the next poll(); until then a changed entry shows "…".
@@ -131,7 +151,7 @@ def draw(state: ContextState) -> None:
             imgui.table_next_column()
             chosen = mode_combo(f"##mode_{i}", entry.mode, -1)
             if chosen:
-                state.set_file_mode(i, chosen)
+                actions.set_file_mode(i, chosen)
             imgui.table_next_column()
             imgui.text(_fmt(row.tokens) if row is not None else "…")
             imgui.table_next_column()
@@ -139,10 +159,10 @@ def draw(state: ContextState) -> None:
                 remove = i
         imgui.end_table()
         if remove is not None:
-            state.remove_file(remove)
+            actions.remove_file(remove)
     if not state.config.files:
         imgui.text_colored(DIM_COLOR, "No files yet: add a path or a glob above.")
-    draw_errors(state, ("files",), "files")
+    draw_errors(state, actions, ("files",), "files")
 
     # -- screenshots -----------------------------------------------------------------
     imgui.separator_text("Screenshots")
@@ -151,7 +171,7 @@ def draw(state: ContextState) -> None:
         "##screenshot_path", "image path (png, jpg, ...)", inputs.screenshot_path,
         imgui.InputTextFlags_.enter_returns_true)
     imgui.same_line()
-    if (imgui.button("Add screenshot") or entered) and state.add_screenshot(inputs.screenshot_path):
+    if (imgui.button("Add screenshot") or entered) and actions.add_screenshot(inputs.screenshot_path):
         inputs.screenshot_path = ""
     remove = None
     for i, shot in enumerate(state.config.screenshots):
@@ -160,5 +180,5 @@ def draw(state: ContextState) -> None:
         imgui.same_line()
         imgui.text(shot)
     if remove is not None:
-        state.remove_screenshot(remove)
-    draw_errors(state, ("screenshots",), "screenshots")
+        actions.remove_screenshot(remove)
+    draw_errors(state, actions, ("screenshots",), "screenshots")

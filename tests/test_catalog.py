@@ -224,13 +224,13 @@ def test_default_prices_come_from_the_catalog(tmp_path):
 
 
 def test_usage_and_cost_price_lookup_uses_the_project_prices(tmp_path):
-    from gui import panel_mma
+    from gui import mma_display
     cfg = ProjectConfig(root=tmp_path)
     usage = {"model": "gemini-2.5-flash", "input": 1_000_000, "output": 1_000_000}
-    assert panel_mma.tier_cost(usage, cfg.prices) == pytest.approx(0.30 + 2.50)
+    assert mma_display.tier_cost(usage, cfg.prices) == pytest.approx(0.30 + 2.50)
     cfg.prices["gemini-2.5-flash"] = ModelPrice(1.0, 1.0)                # a user override
-    assert panel_mma.tier_cost(usage, cfg.prices) == pytest.approx(2.0)
-    assert panel_mma.tier_cost({**usage, "model": "local"}, cfg.prices) is None
+    assert mma_display.tier_cost(usage, cfg.prices) == pytest.approx(2.0)
+    assert mma_display.tier_cost({**usage, "model": "local"}, cfg.prices) is None
 
 
 def test_cached_input_price_round_trips_through_the_project_file(tmp_path):

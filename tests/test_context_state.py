@@ -193,6 +193,18 @@ def test_add_file_validation(root, make_state, tmp_path):
     assert "unknown mode 'summary'" in messages[4] and "already in the list" in messages[5]
 
 
+def test_clear_errors_of_some_sources_keeps_the_others(root, make_state):
+    """A panel's "Clear errors" button clears only the errors that panel shows."""
+    state = make_state(root)
+    assert not state.add_file("missing.py")
+    assert not state.add_screenshot("missing.png")
+    state.add_error("send", "boom")
+    state.clear_errors(("files", "screenshots"))
+    assert [(e.source, e.message) for e in state.errors] == [("send", "boom")]
+    state.clear_errors()
+    assert not state.errors
+
+
 def test_glob_rows_count_files_and_report_empty_globs(root, make_state):
     state = make_state(root)
     assert state.add_file("**/*.py", "skeleton")

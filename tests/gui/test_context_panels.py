@@ -98,10 +98,10 @@ class Harness:
         self.comms.drain()
         self.state.poll()
         layout = {
-            "Project": ((0, 0), (400, 310), lambda: panel_project.draw(self.state)),
+            "Project": ((0, 0), (400, 310), lambda: panel_project.draw(self.state, self.state)),
             "Budget": ((0, 310), (400, 290), lambda: panel_budget.draw(self.state)),
-            "Discussion": ((400, 0), (400, 360), lambda: panel_discussion.draw(self.state)),
-            "Comms": ((400, 360), (400, 240), lambda: panel_comms.draw(self.comms)),
+            "Discussion": ((400, 0), (400, 360), lambda: panel_discussion.draw(self.state, self.state)),
+            "Comms": ((400, 360), (400, 240), lambda: panel_comms.draw(self.comms, self.comms)),
         }
         for name, (pos, size, draw) in layout.items():
             imgui.set_next_window_pos(imgui.ImVec2(*pos), imgui.Cond_.always)

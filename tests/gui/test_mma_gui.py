@@ -11,12 +11,11 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import os
-import time
 
 import pytest
 
 import events
-from gui import panel_mma
+from gui import mma_display
 from gui.mma_state import MMAState, StreamStore
 from tests.gui.helpers import make_app, run_gui, wait_until
 
@@ -382,44 +381,81 @@ def test_every_event_kind_has_a_handler():
 def test_dag_layout_levels_and_critical_links():
     tickets = [{"id": "T1", "depends_on": []}, {"id": "T2", "depends_on": ["T1"]},
                {"id": "T3", "depends_on": ["T1"]}, {"id": "T4", "depends_on": ["T2", "T3"]}]
-    assert panel_mma.dag_levels(tickets) == {"T1": 0, "T2": 1, "T3": 1, "T4": 2}
-    pos = panel_mma.dag_positions(tickets)
+    assert mma_display.dag_levels(tickets) == {"T1": 0, "T2": 1, "T3": 1, "T4": 2}
+    pos = mma_display.dag_positions(tickets)
     assert pos["T2"][0] == pos["T3"][0] > pos["T1"][0] and pos["T2"][1] != pos["T3"][1]
-    links = panel_mma.dag_links(tickets, ["T1", "T2", "T4"])
+    links = mma_display.dag_links(tickets, ["T1", "T2", "T4"])
     assert ("T1", "T2", True) in links and ("T1", "T3", False) in links and ("T2", "T4", True) in links
 
 
 def test_line_cache_extends_on_append_and_rebuilds_on_replace():
-    cache = panel_mma._LineCache()
-    panel_mma.update_line_cache(cache, "ab\ncd", 1, 40)
+    cache = mma_display.LineCache()
+    mma_display.update_line_cache(cache, "ab\ncd", 1, 40)
     assert cache.lines == ["ab", "cd"]
-    panel_mma.update_line_cache(cache, "ab\ncdef\ngh", 1, 40)
+    mma_display.update_line_cache(cache, "ab\ncdef\ngh", 1, 40)
     assert cache.lines == ["ab", "cdef", "gh"]
-    panel_mma.update_line_cache(cache, "new", 2, 40)
+    mma_display.update_line_cache(cache, "new", 2, 40)
     assert cache.lines == ["new"]
-    panel_mma.update_line_cache(cache, "word " * 20, 3, 20)
+    mma_display.update_line_cache(cache, "word " * 20, 3, 20)
     assert all(len(line) <= 20 for line in cache.lines) and "".join(cache.lines) == "word " * 20
 
 
 def test_tier_cost_uses_the_price_table():
     from project import ModelPrice
     prices = {"m": ModelPrice(1.0, 10.0)}
-    assert panel_mma.tier_cost({"model": "m", "input": 1_000_000, "output": 100_000}, prices) == pytest.approx(2.0)
-    assert panel_mma.tier_cost({"model": "other", "input": 5, "output": 5}, prices) is None
+    assert mma_display.tier_cost({"model": "m", "input": 1_000_000, "output": 100_000}, prices) == pytest.approx(2.0)
+    assert mma_display.tier_cost({"model": "other", "input": 5, "output": 5}, prices) is None
+
+
+def test_usage_table_totals_costs_and_unpriced_models():
+    from project import ModelPrice
+    prices = {"m": ModelPrice(1.0, 10.0)}
+    usage = {"Tier 1": {"model": "m", "input": 1_000_000, "output": 100_000},
+             "Tier 3": {"model": "nobody-prices-me", "input": 7, "output": 3}}
+    table = mma_display.usage_table(usage, prices)
+    assert [r.tier for r in table.rows] == ["Tier 1", "Tier 2", "Tier 3", "Tier 4"]
+    assert table.rows[0].cost == pytest.approx(2.0) and table.rows[2].cost is None
+    assert table.rows[1].cost is None and table.rows[1].input == 0          # a tier that did not run
+    assert (table.total_input, table.total_output) == (1_000_007, 100_003)
+    assert table.total_cost == pytest.approx(2.0)
+    assert table.unpriced == ["nobody-prices-me"]                            # Tier 2/4 used no tokens
+
+
+def test_saved_track_rows_show_the_running_tracks_live_progress():
+    mma = MMAState()
+    saved = [{"id": "a", "status": "in_progress", "tickets_done": 0, "tickets_total": 2},
+             {"id": "b", "status": "completed", "tickets_done": 1, "tickets_total": 1}]
+    assert mma_display.saved_track_rows(saved, "a", mma) == saved            # nothing runs: the files' view
+    mma.apply("mma_state_update", {"status": "running", "tickets": [{"id": "T1", "status": "completed"},
+                                                                    {"id": "T2", "status": "todo"},
+                                                                    {"id": "T3", "status": "todo"}]})
+    live, other = mma_display.saved_track_rows(saved, "a", mma)
+    assert live["live"] and (live["tickets_done"], live["tickets_total"]) == (1, 3)
+    assert other == saved[1] and saved[0]["tickets_done"] == 0              # the saved list is not changed
+
+
+def test_add_price_extends_the_price_table_and_refuses_duplicates(app):
+    assert app.add_price(" my-model ", 1.0, 2.0) == {"model": "my-model"}
+    assert app.prices["my-model"].cost(1_000_000, 1_000_000) == pytest.approx(3.0)
+    assert app.prices is app.project.prices                                  # what Save prices writes
+    assert app.ui(app.add_price, "my-model") is None                         # the Add price button's path
+    assert "already has a price" in app.mma.latest_error["message"]
+    with pytest.raises(ValueError, match="model name"):
+        app.add_price("  ")
 
 
 def test_ticket_duration_from_started_and_finished_at():
     now = 1_000.0
-    assert panel_mma.ticket_duration({"status": "todo", "started_at": None}, now) == "-"
-    assert panel_mma.ticket_duration({"status": "completed", "started_at": 990.0, "finished_at": 991.25},
-                                     now) == "1.2 s"
-    assert panel_mma.ticket_duration({"status": "in_progress", "started_at": 997.0, "finished_at": None},
-                                     now) == "3.0 s ..."
-    assert panel_mma.ticket_duration({"status": "completed", "started_at": 0.0, "finished_at": 125.0},
-                                     now) == "2 m 05 s"
-    assert panel_mma.ticket_duration({"status": "blocked", "started_at": 990.0, "finished_at": None},
-                                     now) == "-"
-    assert "started" in panel_mma.ticket_times({"started_at": 990.0, "finished_at": None})
+    assert mma_display.ticket_duration({"status": "todo", "started_at": None}, now) == "-"
+    assert mma_display.ticket_duration({"status": "completed", "started_at": 990.0, "finished_at": 991.25},
+                                       now) == "1.2 s"
+    assert mma_display.ticket_duration({"status": "in_progress", "started_at": 997.0, "finished_at": None},
+                                       now) == "3.0 s ..."
+    assert mma_display.ticket_duration({"status": "completed", "started_at": 0.0, "finished_at": 125.0},
+                                       now) == "2 m 05 s"
+    assert mma_display.ticket_duration({"status": "blocked", "started_at": 990.0, "finished_at": None},
+                                       now) == "-"
+    assert "started" in mma_display.ticket_times({"started_at": 990.0, "finished_at": None})
 
 
 def test_starting_status_counts_as_an_active_pipeline():

@@ -1,0 +1,107 @@
+"""The Usage & Cost window: tokens and estimated USD per tier, a bar chart, the editable price table.
+
+`draw(state, actions, view)`: `state` is the `MMAState` (`mma_tier_usage`);
+`actions` (`UsageActions`, satisfied by `gui_2.App`) gives the project's price
+table (edited in place, USD per 1M tokens) and the commands; `view`
+(`UsageView`, created by `gui/layout.py`) holds the *Add price* text box.
+The table's numbers come from `gui/mma_display.py: usage_table`.
+
+Labels: "prices/##in-<model>", "prices/##out-<model>", "##new_price_model", "Add price", "Save prices".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from imgui_bundle import imgui, implot
+
+from gui import theme
+from gui.actions import GuardedCalls
+from gui.mma_display import TIERS, usage_table
+from gui.mma_state import MMAState
+from project import ModelPrice
+
+
+class UsageActions(GuardedCalls, Protocol):
+    @property
+    def prices(self) -> dict[str, ModelPrice]: ...
+    def add_price(self, model: str, input_usd: float = 0.0, output_usd: float = 0.0) -> dict: ...
+    def save_project(self) -> dict: ...
+
+
+@dataclass
+class UsageView:
+    new_model: str = ""            # the *Add price* text box
+
+
+def draw(state: MMAState, actions: UsageActions, view: UsageView) -> None:
+    table = usage_table(state.mma_tier_usage, actions.prices)
+    flags = imgui.TableFlags_.borders | imgui.TableFlags_.row_bg | imgui.TableFlags_.sizing_fixed_fit
+    if imgui.begin_table("tier_usage", 5, flags):
+        for name in ("Tier", "Model", "Input", "Output", "Est. USD"):
+            imgui.table_setup_column(name)
+        imgui.table_headers_row()
+        for row in table.rows:
+            imgui.table_next_row()
+            for value in (row.tier, row.model, str(row.input), str(row.output)):
+                imgui.table_next_column()
+                imgui.text(value)
+            imgui.table_next_column()
+            if row.cost is None:
+                imgui.text_disabled("no price")
+            else:
+                imgui.text(f"{row.cost:.4f}")
+        imgui.table_next_row()
+        for value in ("Total", "", str(table.total_input), str(table.total_output), f"{table.total_cost:.4f}"):
+            imgui.table_next_column()
+            imgui.text(value)
+        imgui.end_table()
+    if table.unpriced:
+        imgui.text_colored(theme.HINT_TEXT, "No price for: " + ", ".join(table.unpriced) + " (add it below)")
+    values = np.array([float(r.input) for r in table.rows] + [float(r.output) for r in table.rows],
+                      dtype=np.float64)
+    if implot.begin_plot("Tokens per tier", imgui.ImVec2(-1, 180)):
+        implot.setup_axes("", "tokens", implot.AxisFlags_.auto_fit, implot.AxisFlags_.auto_fit)
+        implot.setup_axis_ticks(implot.ImAxis_.x1, [0.0, 1.0, 2.0, 3.0], list(TIERS))
+        implot.setup_legend(implot.Location_.north, implot.LegendFlags_.horizontal | implot.LegendFlags_.outside)
+        implot.plot_bar_groups(["input", "output"], values, 0.67)
+        implot.end_plot()
+    _price_table(actions, view)
+
+
+def _price_table(actions: UsageActions, view: UsageView) -> None:
+    prices = actions.prices
+    if not imgui.collapsing_header("Prices (USD per 1M tokens)"):
+        return
+    flags = imgui.TableFlags_.borders | imgui.TableFlags_.row_bg | imgui.TableFlags_.sizing_stretch_prop
+    if imgui.begin_table("prices", 3, flags):
+        imgui.table_setup_column("Model")
+        imgui.table_setup_column("Input")
+        imgui.table_setup_column("Output")
+        imgui.table_headers_row()
+        for model in sorted(prices):
+            price = prices[model]
+            imgui.table_next_row()
+            imgui.table_next_column()
+            imgui.text(model)
+            imgui.table_next_column()
+            imgui.set_next_item_width(-1)
+            changed, v = imgui.input_float(f"##in-{model}", price.input, 0.0, 0.0, "%.2f")
+            if changed:
+                price.input = max(0.0, v)
+            imgui.table_next_column()
+            imgui.set_next_item_width(-1)
+            changed, v = imgui.input_float(f"##out-{model}", price.output, 0.0, 0.0, "%.2f")
+            if changed:
+                price.output = max(0.0, v)
+        imgui.end_table()
+    imgui.set_next_item_width(220)
+    _, view.new_model = imgui.input_text_with_hint("##new_price_model", "model name", view.new_model)
+    imgui.same_line()
+    if imgui.button("Add price") and view.new_model.strip():
+        actions.ui(actions.add_price, view.new_model.strip())
+        view.new_model = ""
+    imgui.same_line()
+    if imgui.button("Save prices"):
+        actions.ui(actions.save_project)
