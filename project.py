@@ -6,7 +6,7 @@ provider, the per-tier models, budgets and a price table.  Keys this module
 does not know are kept in `extra` dicts and written back unchanged.
 
 Safety rules:
-- every write is atomic (`persistence.atomic_write_text`);
+- every write is atomic (`atomic_files.atomic_write_text`);
 - a file that does not parse or has a wrong value raises `ProjectFileError`
   naming the line/column or the key path and saying what to do;
 - each successful load or save keeps a copy in `.mma_project.last_good.toml`,
@@ -27,8 +27,8 @@ from typing import Any
 
 import tomli_w
 
+from atomic_files import atomic_write_bytes, atomic_write_text, remove_stale_temp_files
 from models import TIERS, utc_now
-from persistence import atomic_write_bytes, atomic_write_text, remove_stale_temp_files
 
 log = logging.getLogger(__name__)
 

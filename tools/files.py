@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from persistence import atomic_write_bytes
+from atomic_files import atomic_write_bytes
 from tools.errors import ToolError
 from tools.paths import display_path, is_inside, resolve_in_root
 
@@ -432,7 +432,7 @@ def unified_diff(plan: WritePlan, limit: int = DIFF_LIMIT_CHARS) -> str:
 # ------------------------------------------------------------- atomic write
 
 def atomic_write(target: Path, data: bytes) -> None:
-    """Write `data` to `target` atomically (`persistence.atomic_write_bytes`).
+    """Write `data` to `target` atomically (`atomic_files.atomic_write_bytes`).
 
     Creates missing parent directories (the caller has confined `target` to the root).  An
     existing file keeps its permission bits, and a hard link to a file elsewhere is detached,
