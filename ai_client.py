@@ -20,14 +20,14 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import providers
 from providers import catalog
-from providers.base import (CancelledByUser, ChatRequest, ChatResponse, ProviderError, ToolCall,
-                            Usage)
+from providers.base import CancelledByUser, ChatRequest, ChatResponse, ProviderError, ToolCall, Usage
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class Session:
         self.model = model or fallback_model or _default_chat_model(self.provider)
         self.label = label
         self.adapter_options = dict(adapter_options or {})
-        self._adapter = None
+        self._adapter: providers.ProviderAdapter | None = None
         self.history: list[dict] = []
         self.comms_log: list[dict] = []
         self.usage = Usage()

@@ -17,7 +17,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger("api_hooks")
 
@@ -81,7 +82,7 @@ class ApiHookClient:
             if isinstance(reason, (ConnectionError, OSError)):
                 raise AppGoneError(f"{method} {url}: app not reachable ({reason})") from exc
             raise HookError(f"{method} {url}: {reason}") from exc
-        except (TimeoutError, socket.timeout) as exc:
+        except TimeoutError as exc:
             raise HookTimeoutError(f"{method} {path}: no answer within {timeout or self.timeout}s") from exc
         except (ConnectionError, http.client.RemoteDisconnected, http.client.IncompleteRead) as exc:
             raise AppGoneError(f"{method} {url}: connection lost ({exc})") from exc

@@ -13,8 +13,10 @@ its change is published.  An app that resolves its futures after publishing
 says so with `resolves_after_publish = True` (gui_2.App does) and is answered
 at once; for any other app the server waits for the next published frame.
 
-`ApiHookClient` (and `HookError`, `AppGoneError`, `HookTimeoutError`) live in
-`api_hook_client.py` and are re-exported here.
+The HTTP side (loopback check, JSON bodies and answers, the request handler) is
+`hook_transport.py`; this module holds the routes, action validation and the
+read-your-writes bookkeeping.  `ApiHookClient` (and `HookError`, `AppGoneError`,
+`HookTimeoutError`) live in `api_hook_client.py` and are re-exported here.
 
 Routes (see docs/guide_tools.md, "Hook API"):
 
@@ -36,25 +38,30 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import dataclasses
-import http.server
 import ipaddress
 import itertools
-import json
 import logging
-import math
-import socket
 import threading
 import time
-import urllib.parse
-from typing import Any, Callable
+from typing import Any
 
-from api_hook_client import (DEFAULT_ACTION_TIMEOUT, DEFAULT_PORT, ApiHookClient,  # noqa: F401 (re-exported)
-                             AppGoneError, HookError, HookTimeoutError)
+from api_hook_client import (
+    DEFAULT_ACTION_TIMEOUT,
+    DEFAULT_PORT,
+    ApiHookClient,
+    AppGoneError,
+    HookError,
+    HookTimeoutError,
+)
+from hook_transport import MAX_BODY_BYTES, HookHTTPServer, Query, RequestError, Route, bind_server, is_loopback_host
+
+# The client names are re-exported: `from api_hooks import ApiHookClient, HookError` is the front door.
+__all__ = ["ACTION_HISTORY", "DEFAULT_ACTION_TIMEOUT", "DEFAULT_PORT", "KNOWN_ACTIONS", "MAX_BODY_BYTES", "MMA_KEYS",
+           "ApiHookClient", "AppGoneError", "HookError", "HookServer", "HookTimeoutError", "RequestError",
+           "is_loopback_host"]
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 1024 * 1024          # 1 MiB
 ACTION_HISTORY = 256                  # outcomes of recent actions kept for GET /api/gui/action
 
 # Actions whose shape the server checks itself (anything else is forwarded to the App and
@@ -67,212 +74,9 @@ SESSION_PREFIXES = ("discussion", "comms", "session", "history", "ai_", "last_")
 SESSION_KEYS = ("provider", "model", "project_dir", "errors", "stream_text")
 
 
-# --------------------------------------------------------------------------------------
-# helpers
-# --------------------------------------------------------------------------------------
-def is_loopback_host(host: str) -> bool:
-    """True when `host` is 127.0.0.0/8 or ::1, or a name that resolves only to those."""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        pass                              # not a literal address: resolve the name below
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as exc:
-        log.warning("hook host %r does not resolve: %s", host, exc)
-        return False
-    addrs = {info[4][0] for info in infos}
-    return bool(addrs) and all(ipaddress.ip_address(a.split("%", 1)[0]).is_loopback for a in addrs)
-
-
-def _json_default(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    if isinstance(obj, (set, frozenset, tuple)):
-        return list(obj)
-    if isinstance(obj, bytes):
-        return obj.decode("utf-8", "replace")
-    to_dict = getattr(obj, "to_dict", None)
-    if callable(to_dict):
-        return to_dict()
-    return str(obj)
-
-
-def _finite(obj: Any) -> Any:
-    """Replace NaN / infinities (not JSON) by None, recursively."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def _dumps(obj: Any) -> bytes:
-    try:
-        return json.dumps(obj, default=_json_default, allow_nan=False).encode("utf-8")
-    except ValueError:                    # e.g. fps = inf before the first frame: strict JSON anyway
-        return json.dumps(_finite(json.loads(json.dumps(obj, default=_json_default))),
-                          allow_nan=False).encode("utf-8")
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def _unknown_field_message(name: str, exc: BaseException) -> str:
     detail = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
     return str(detail) if name in str(detail) else f"unknown field {name!r}: {detail}"
-
-
-class RequestError(Exception):
-    """Raised inside a handler to answer `status` with `{"error": message}`."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
-
-
-# --------------------------------------------------------------------------------------
-# server
-# --------------------------------------------------------------------------------------
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    hook: "HookServer"
-
-    def handle_error(self, request, client_address) -> None:   # noqa: D401 - stdlib hook
-        # The handler already answers its own exceptions; this catches socket-level trouble.
-        log.warning("hook server: error while serving %s", client_address, exc_info=True)
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server: _Server
-    server_version = "MMADeskHooks/1.0"
-    protocol_version = "HTTP/1.0"         # one request per connection: simple and robust
-    timeout = 15                          # seconds a silent client may hold a handler thread
-    error_content_type = "application/json"
-
-    # -- plumbing ---------------------------------------------------------------------
-    def log_message(self, format: str, *args: Any) -> None:   # noqa: A002 - stdlib signature
-        log.debug("%s - %s", self.address_string(), format % args)
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Used by the stdlib for malformed request lines, unsupported methods, ...: answer JSON."""
-        self.close_connection = True
-        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
-            self.request_version = "HTTP/1.0"    # garbage request line: still answer with headers
-        text = message or self.responses.get(code, ("error",))[0]
-        self._send_json(code, {"error": text})
-
-    def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        body = _dumps(payload)
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-        self.wfile.flush()
-
-    def _dispatch(self) -> None:
-        hook = self.server.hook
-        hook._count("requests")
-        try:
-            split = urllib.parse.urlsplit(self.path)   # the stdlib already folded a leading "//"
-            path = split.path.rstrip("/") or "/"
-            query = urllib.parse.parse_qs(split.query, keep_blank_values=True)
-            methods = hook.routes.get(path)
-            if methods is None:
-                raise RequestError(404, f"unknown route {path!r}; see GET /api/diagnostics "
-                                        f"for the route list")
-            method = "GET" if self.command == "HEAD" else self.command
-            handler = methods.get(method)
-            if handler is None:
-                allow = ", ".join(sorted(methods))
-                raise RequestError(405, f"method {self.command} not allowed on {path}; use {allow}",
-                                   {"Allow": allow})
-            body = self._read_json() if method == "POST" else None
-            status, payload = handler(query, body)
-            self._send_json(status, payload)
-        except RequestError as exc:
-            hook._count("client_errors" if exc.status < 500 else "server_errors")
-            log.debug("hook %s %s -> %d %s", self.command, self.path, exc.status, exc.message)
-            if exc.status in (411, 413):
-                self.close_connection = True
-            self._send_json(exc.status, {"error": exc.message}, exc.headers)
-            if exc.status == 413:
-                self._drain_after_reject()
-        except (BrokenPipeError, ConnectionResetError) as exc:
-            log.debug("hook client went away during %s %s: %s", self.command, self.path, exc)
-        except Exception as exc:          # a handler bug must never kill the server
-            hook._count("server_errors")
-            log.exception("hook handler crashed on %s %s", self.command, self.path)
-            try:
-                self._send_json(500, {"error": f"internal error: {type(exc).__name__}: {exc}"})
-            except OSError as send_exc:
-                log.debug("could not send the 500 answer: %s", send_exc)
-
-    def _read_json(self) -> Any:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            raise RequestError(411, "chunked bodies are not supported; send Content-Length")
-        raw_len = self.headers.get("Content-Length")
-        if raw_len is None:
-            raise RequestError(411, "POST needs a Content-Length header")
-        try:
-            length = int(raw_len)
-        except ValueError:
-            raise RequestError(400, f"bad Content-Length {raw_len!r}") from None
-        if length < 0:
-            raise RequestError(400, f"bad Content-Length {raw_len!r}")
-        limit = self.server.hook.max_body
-        if length > limit:
-            raise RequestError(413, f"body of {length} bytes is over the {limit}-byte limit")
-        data = self.rfile.read(length) if length else b""
-        if len(data) < length:
-            raise RequestError(400, f"body ended after {len(data)} of {length} bytes")
-        if not data.strip():
-            raise RequestError(400, "empty body; send a JSON object")
-        try:
-            body = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
-        except UnicodeDecodeError as exc:
-            raise RequestError(400, f"body is not UTF-8: {exc}") from None
-        except ValueError as exc:         # JSONDecodeError, NaN / Infinity
-            raise RequestError(400, f"malformed JSON: {exc}") from None
-        except RecursionError:
-            raise RequestError(400, "malformed JSON: nested too deeply") from None
-        if not isinstance(body, dict):
-            raise RequestError(400, f"body must be a JSON object, got {type(body).__name__}")
-        return body
-
-    def _drain_after_reject(self) -> None:
-        """After a 413, let the client finish sending so it can read the answer (no RST race).
-
-        Reads and discards at most the body limit, with a short timeout, then closes.
-        """
-        try:
-            self.connection.shutdown(socket.SHUT_WR)
-            self.connection.settimeout(2.0)
-            left = self.server.hook.max_body
-            while left > 0:
-                chunk = self.connection.recv(min(65536, left))
-                if not chunk:
-                    break
-                left -= len(chunk)
-        except OSError as exc:
-            log.debug("drain after 413 ended: %s", exc)
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
 
 
 class HookServer:
@@ -292,16 +96,16 @@ class HookServer:
         self.max_body = int(max_body)
         self.port: int | None = None
         self.bind_host: str | None = None
-        self._httpd: _Server | None = None
+        self._httpd: HookHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._pending: dict[int, concurrent.futures.Future] = {}
         self._outcomes: collections.OrderedDict[int, dict] = collections.OrderedDict()
         self._recorded: dict[int, threading.Event] = {}
-        self._counters = collections.Counter()
+        self._counters: collections.Counter[str] = collections.Counter()
         self._started_at: float | None = None
-        self.routes: dict[str, dict[str, Callable[[dict, Any], tuple[int, Any]]]] = {
+        self.routes: dict[str, dict[str, Route]] = {
             "/status": {"GET": self._get_status},
             "/api/gui/state": {"GET": self._get_state},
             "/api/gui/value": {"GET": self._get_value},
@@ -334,18 +138,17 @@ class HookServer:
             raise RuntimeError("hook server already started")
         if not is_loopback_host(self.host):      # re-checked: the name could resolve differently now
             raise ValueError(f"hook server refuses host {self.host!r}: loopback only")
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address
         try:
-            literal = ipaddress.ip_address(self.host)
+            address = ipaddress.ip_address(self.host)
         except ValueError:
-            literal = None                        # "localhost": bind its IPv4 loopback
-        bind_host = str(literal) if literal is not None else "127.0.0.1"
-        cls = _Server6 if literal is not None and literal.version == 6 else _Server
+            address = ipaddress.IPv4Address("127.0.0.1")    # "localhost": bind its IPv4 loopback
+        bind_host = str(address)
         try:
-            httpd = cls((bind_host, self.requested_port), _Handler)
+            httpd = bind_server(self, address, self.requested_port)
         except OSError as exc:
             raise OSError(exc.errno, f"cannot bind the hook API to {bind_host}:{self.requested_port}: "
                                      f"{exc.strerror} (port 0 picks a free one)") from exc
-        httpd.hook = self
         self.bind_host = bind_host
         self._httpd = httpd
         self.port = httpd.server_address[1]
@@ -371,7 +174,7 @@ class HookServer:
                 log.error("hook server thread did not stop within %ss", timeout)
         log.info("hook API on port %s stopped", self.port)
 
-    def __enter__(self) -> "HookServer":
+    def __enter__(self) -> HookServer:
         self.start()
         return self
 
@@ -379,7 +182,8 @@ class HookServer:
         self.stop()
 
     # -- bookkeeping ------------------------------------------------------------------------
-    def _count(self, name: str) -> None:
+    def count(self, name: str) -> None:
+        """Add one to the diagnostics counter `name` (called by the transport per request)."""
         with self._lock:
             self._counters[name] += 1
 
@@ -527,15 +331,15 @@ class HookServer:
             raise RequestError(400, f"unknown approval field(s): {', '.join(sorted(unknown))}")
 
     # -- routes -------------------------------------------------------------------------------
-    def _get_status(self, query: dict, body: Any) -> tuple[int, Any]:
+    def _get_status(self, query: Query, body: Any) -> tuple[int, Any]:
         snap = self._snapshot()
         return 200, {"ok": True, "frame_count": snap.get("frame_count"), "fps": snap.get("fps"),
                      "provider": snap.get("provider")}
 
-    def _get_state(self, query: dict, body: Any) -> tuple[int, Any]:
+    def _get_state(self, query: Query, body: Any) -> tuple[int, Any]:
         return 200, self._snapshot()
 
-    def _get_value(self, query: dict, body: Any) -> tuple[int, Any]:
+    def _get_value(self, query: Query, body: Any) -> tuple[int, Any]:
         names = query.get("field")
         if not names or not names[0]:
             raise RequestError(400, "missing query parameter 'field' (GET /api/gui/value?field=NAME)")
@@ -546,7 +350,7 @@ class HookServer:
             raise RequestError(400, _unknown_field_message(name, exc)) from None
         return 200, {"field": name, "value": value}
 
-    def _post_action(self, query: dict, body: dict) -> tuple[int, Any]:
+    def _post_action(self, query: Query, body: dict) -> tuple[int, Any]:
         wait_q = (query.get("wait") or [""])[0].lower() in ("1", "true", "yes")
         wait_b = body.pop("wait", False)
         if not isinstance(wait_b, bool):
@@ -561,7 +365,7 @@ class HookServer:
                                     not_found_is_404=body["action"] == "approve")
         return 202, {"queued": True, "action_id": action_id}
 
-    def _get_action(self, query: dict, body: Any) -> tuple[int, Any]:
+    def _get_action(self, query: Query, body: Any) -> tuple[int, Any]:
         raw = (query.get("id") or [""])[0]
         try:
             action_id = int(raw)
@@ -574,11 +378,11 @@ class HookServer:
                 return 200, {"action_id": action_id, "done": False}
         raise RequestError(404, f"no record of action {action_id} (unknown or too old)")
 
-    def _get_mma_status(self, query: dict, body: Any) -> tuple[int, Any]:
+    def _get_mma_status(self, query: Query, body: Any) -> tuple[int, Any]:
         snap = self._snapshot()
         return 200, {k: snap.get(k) for k in MMA_KEYS}
 
-    def _post_approve(self, query: dict, body: dict) -> tuple[int, Any]:
+    def _post_approve(self, query: Query, body: dict) -> tuple[int, Any]:
         body.pop("wait", None)
         body.pop("action", None)
         self._validate_approval(body)
@@ -586,7 +390,7 @@ class HookServer:
         action_id, future = self._submit(action)
         return 200, self._await(action_id, future, action, not_found_is_404=True)
 
-    def _get_session(self, query: dict, body: Any) -> tuple[int, Any]:
+    def _get_session(self, query: Query, body: Any) -> tuple[int, Any]:
         snap = self._snapshot()
         out = {k: snap.get(k) for k in SESSION_KEYS if k in snap}
         for k, v in snap.items():
@@ -594,10 +398,10 @@ class HookServer:
                 out[k] = v
         return 200, out
 
-    def _get_performance(self, query: dict, body: Any) -> tuple[int, Any]:
+    def _get_performance(self, query: Query, body: Any) -> tuple[int, Any]:
         return 200, self.app.get_performance()
 
-    def _get_diagnostics(self, query: dict, body: Any) -> tuple[int, Any]:
+    def _get_diagnostics(self, query: Query, body: Any) -> tuple[int, Any]:
         with self._lock:
             counters = dict(self._counters)
         return 200, {

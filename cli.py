@@ -96,9 +96,9 @@ def _print_dag(track, out=None) -> None:
 
 def cmd_import_track(path: str, project: str | None = None) -> int:
     """`mma-desk import-track PATH [--project DIR]`: print the ticket DAG, optionally save it."""
+    from atomic_files import atomic_write_text
     from conductor_format.common import tracks_dir
     from conductor_io import read_track_source, save_track
-    from persistence import atomic_write_text
     try:
         src = read_track_source(path)
         _print_dag(src.track)

@@ -16,15 +16,27 @@ our own tracks.md entry.  The `mma-desk import-track` CLI lives here.
 """
 from __future__ import annotations
 
-
-from conductor_format.plan import (ParsedPhase, ParsedPlan, ParsedSubtask, ParsedTask,
-                                   apply_status_markers, parse_plan, plan_to_tickets, render_plan,
-                                   write_back_status)
+from conductor_format.plan import (
+    ParsedPhase,
+    ParsedPlan,
+    ParsedSubtask,
+    ParsedTask,
+    apply_status_markers,
+    parse_plan,
+    plan_to_tickets,
+    render_plan,
+    write_back_status,
+)
 from conductor_format.registry import TrackEntry, parse_tracks_md, upsert_tracks_md
-from conductor_format.state import (RESUME_NOTE, TrackStateError, load_track_extras, load_track_state,
-                                    save_track)
-from conductor_format.track_folder import (TrackSource, TrackSummary, import_track, list_tracks,
-                                           read_conductor_tree, read_track_source)
+from conductor_format.state import RESUME_NOTE, TrackStateError, load_track_extras, load_track_state, save_track
+from conductor_format.track_folder import (
+    TrackSource,
+    TrackSummary,
+    import_track,
+    list_tracks,
+    read_conductor_tree,
+    read_track_source,
+)
 
 __all__ = [
     # plan.md

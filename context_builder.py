@@ -13,9 +13,9 @@ import logging
 import mimetypes
 import os
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from file_cache import MODES, FileCache, ViewResult, is_python_path
 from providers import catalog
@@ -193,7 +193,7 @@ def build_context(items: Iterable[ContextItem | str | Sequence], screenshots: It
         text = _file_section(label, item.mode, view, path.suffix)
         sections.append(_FileSection(path, label, item.mode, text, estimate_tokens(text), explicit))
 
-    images = []
+    images: list[dict[str, object]] = []
     for shot in screenshots:
         shot_path = Path(root_path, shot)
         try:
@@ -227,7 +227,7 @@ def build_context(items: Iterable[ContextItem | str | Sequence], screenshots: It
     markdown = "".join(parts)
 
     estimates = [TokenEstimate("files", s.label, s.tokens, s.mode) for s in sections]
-    estimates += [TokenEstimate("screenshots", img["path"], IMAGE_TOKENS) for img in images]
+    estimates += [TokenEstimate("screenshots", str(img["path"]), IMAGE_TOKENS) for img in images]
     estimates += [TokenEstimate("history", label, estimate_tokens(text)) for label, text in history]
     if system_prompt:
         estimates.append(TokenEstimate("system", "system prompt", estimate_tokens(system_prompt)))

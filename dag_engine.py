@@ -9,7 +9,7 @@ something happened (a ticket finished, an approval arrived).
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from models import BLOCKED, COMPLETED, IN_PROGRESS, TODO, Ticket
 

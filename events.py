@@ -118,7 +118,7 @@ class ApprovalRequest(Event):
     args: dict | None = None
     description: Any = None
 
-    @property  # type: ignore[misc]
+    @property
     def name(self) -> str:  # type: ignore[override]
         return MMA_SPAWN_APPROVAL if self.kind == "spawn" else MMA_STEP_APPROVAL
 
@@ -264,8 +264,8 @@ class AsyncEventQueue:
     def put_threadsafe(self, name: str, payload: Any) -> None:
         """Safe from any thread, never blocks, never drops.
 
-        Raises RuntimeError if no loop is bound yet: silently parking an
-        event where nobody will ever read it is the upstream bug.
+        Raises RuntimeError if no loop is bound yet: an event parked where no
+        consumer will ever wake for it would be lost without a word.
         """
         loop = self._loop
         if loop is None:
@@ -314,7 +314,7 @@ class AsyncEventQueue:
         return self._items.empty()
 
 
-def put_event(event_queue: "AsyncEventQueue | None", loop: asyncio.AbstractEventLoop | None,
+def put_event(event_queue: AsyncEventQueue | None, loop: asyncio.AbstractEventLoop | None,
               name: str, payload: Any) -> None:
     """Put an event from any thread; `None` queue means nobody listens.
 

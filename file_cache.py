@@ -41,16 +41,16 @@ import os
 import threading
 import tokenize
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import tree_sitter_python as tspython
 from tree_sitter import Language, Node, Parser, Tree
 
 from skeleton import elision, emitter
+
 # The tuning values and the HOT rule live with the emitter; re-exported as part of this API.
-from skeleton.emitter import (HOT_DECORATORS, MAX_ASSIGN_BYTES, MAX_ASSIGN_LINES,  # noqa: F401
-                              MAX_DOCSTRING_LINES)
+from skeleton.emitter import HOT_DECORATORS, MAX_ASSIGN_BYTES, MAX_ASSIGN_LINES, MAX_DOCSTRING_LINES  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def _outline(block: Node, src: bytes, prefix: str, in_class: bool, out: list[Out
         if kind in emitter.DEFS:
             defn = node.child_by_field_name("definition") if kind == "decorated_definition" else node
             name_node = defn.child_by_field_name("name") if defn is not None else None
-            if name_node is None:
+            if defn is None or name_node is None:
                 continue
             name = src[name_node.start_byte:name_node.end_byte].decode("utf-8", "replace")
             is_class = defn.type == "class_definition"
@@ -312,7 +312,7 @@ class FileCache:
         # Called with entry.lock held. Reading after the stat means the content can only be
         # newer than the key; the next stat then sees a new key and reloads.
         python = is_python_path(resolved)
-        if entry.text is None:
+        if entry.text is None or entry.src is None:      # both are set together
             with open(resolved, "rb") as fh:
                 entry.text, entry.src = _decode(fh.read(), python)
         if mode == "full" or not python:

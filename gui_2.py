@@ -42,14 +42,12 @@ from typing import TYPE_CHECKING, Any
 
 import ai_client
 import events
-import multi_agent_conductor as mac
 import project as project_mod
 from gui.commands import RUN_LABELS, PipelineCommands
 from gui.context_state import CommsLog, ContextState, session_log_dir
 from gui.frame_stats import FrameStats
 from gui.hook_actions import CLICKABLE_ITEMS, SETTABLE_FIELDS, HookSurface  # noqa: F401  (re-exported)
-from gui.layout import (APP_TITLE, DEFAULT_WINDOW_SIZE, MOCK_BANNER, WIN_APPROVALS,  # noqa: F401
-                        build_runner_params)
+from gui.layout import APP_TITLE, DEFAULT_WINDOW_SIZE, MOCK_BANNER, WIN_APPROVALS, build_runner_params  # noqa: F401
 from gui.mma_state import MMAState
 from pipeline import EngineThread, Pipeline
 from planning import PlanningError
@@ -432,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
             server = HookServer(app, port=args.hook_port)
             app.hook_server = server
             server.start()
-            print(f"{HOOK_URL_PREFIX} {server.url}", flush=True)
+            print(f"{HOOK_URL_PREFIX} {server.url}", flush=True)  # noqa: T201  (scripts read the URL from stdout)
         app.run(args.window_size, ini_disable=args.no_ini, max_frames=args.max_frames)
     finally:
         app.shutdown()

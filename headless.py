@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue as stdlib_queue
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TextIO
 
 import events
 import multi_agent_conductor as mac
@@ -83,20 +85,26 @@ class ProgressPrinter:
             request.future.set_result({"approved": approved})
 
 
+def _show(printer: ProgressPrinter, name: str, payload: object) -> None:
+    try:
+        printer.handle(events.from_wire(name, payload))
+    except events.EventPayloadError as exc:
+        log.error("could not show event %s: %s", name, exc)
+
+
 async def _consume(queue: events.AsyncEventQueue, printer: ProgressPrinter) -> None:
     while True:
-        name, payload = await queue.get()
+        _show(printer, *await queue.get())
+
+
+def _settle(queue: events.AsyncEventQueue, printer: ProgressPrinter) -> None:
+    """Show what is queued now, so output lines come in the order things happened."""
+    while True:
         try:
-            printer.handle(events.from_wire(name, payload))
-        except events.EventPayloadError as exc:
-            log.error("could not show event %s: %s", name, exc)
-
-
-async def _settle(queue: events.AsyncEventQueue) -> None:
-    """Let the printer catch up, so output lines come in the order things happened."""
-    while not queue.empty():
-        await asyncio.sleep(0)
-    await asyncio.sleep(0)
+            name, payload = queue.get_nowait()
+        except stdlib_queue.Empty:
+            return
+        _show(printer, name, payload)
 
 
 def _timeline(engine: mac.ConductorEngine, line: Callable[[str], None]) -> None:
@@ -133,11 +141,11 @@ async def _run(pipeline: Pipeline, printer: ProgressPrinter, epic: str | None, r
         else:
             printer.line(f"Tier 1 planning with {pipeline.provider} ...")
             tracks = await pipeline.plan(epic or "")
-            await _settle(pipeline.event_queue)
+            _settle(pipeline.event_queue, printer)
             for track in tracks:
                 printer.line(f"Tier 2 breaking down track {track.id} ...")
                 engine = await pipeline.accept_track(track)
-                await _settle(pipeline.event_queue)
+                _settle(pipeline.event_queue, printer)
                 if not auto:
                     printer.line(f"Planned {len(track.tickets)} tickets; review "
                                  f"conductor/tracks/{track.id}/plan.md, then run "
@@ -151,7 +159,7 @@ async def _run(pipeline: Pipeline, printer: ProgressPrinter, epic: str | None, r
         printer.line(f"FAILED: {exc}")
         return 2
     finally:
-        await _settle(pipeline.event_queue)
+        _settle(pipeline.event_queue, printer)
         consumer.cancel()
     for stream_id, text in sorted(printer.final_text.items()):
         if stream_id.startswith("Tier 3") and text:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 TODO = "todo"
@@ -25,7 +25,7 @@ _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,79}$")
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _require(data: dict, key: str, kind: type | tuple, where: str) -> Any:
@@ -91,7 +91,7 @@ class Ticket:
         return out
 
     @classmethod
-    def from_dict(cls, data: Any, where: str = "ticket") -> "Ticket":
+    def from_dict(cls, data: Any, where: str = "ticket") -> Ticket:
         if not isinstance(data, dict):
             raise ValueError(f"{where}: expected an object, got {type(data).__name__}")
         tid = validate_id(data.get("id"), where) if "id" in data else None
@@ -160,7 +160,7 @@ class Track:
         return {**self.header_dict(), "tickets": [t.to_dict() for t in self.tickets]}
 
     @classmethod
-    def from_dict(cls, data: Any, where: str = "track") -> "Track":
+    def from_dict(cls, data: Any, where: str = "track") -> Track:
         if not isinstance(data, dict):
             raise ValueError(f"{where}: expected an object, got {type(data).__name__}")
         if "id" not in data:
@@ -191,11 +191,11 @@ class WorkerContext:
 class TierUsage(dict):
     """`{"Tier 1".."Tier 4": {"input", "output", "model"}}` with a lock for cross-thread adds.
 
-    A dict subclass so the seed shape (`tier_usage["Tier 3"]["input"]`) holds;
+    A dict subclass so scripts and the hook API read it as `tier_usage["Tier 3"]["input"]`;
     workers add through `add()`, readers take `snapshot()`.
     """
 
-    def __init__(self, *args, parent: "TierUsage | None" = None, **kwargs):
+    def __init__(self, *args, parent: TierUsage | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.lock = threading.Lock()
         self.parent = parent            # e.g. the session's total, when this is one track's ledger

@@ -38,8 +38,7 @@ from models import IN_PROGRESS, Ticket, TierUsage, Track, WorkerContext, new_tie
 from planning import parse_json_tickets
 from providers.base import ProviderError
 from run_settings import RunSettings
-from worker import (TIER3_SYSTEM, OutcomeKind, WorkerOutcome, build_worker_prompt, run_worker_lifecycle,
-                    worker_stream_id)
+from worker import TIER3_SYSTEM, OutcomeKind, WorkerOutcome, build_worker_prompt, run_worker_lifecycle, worker_stream_id
 
 log = logging.getLogger(__name__)
 

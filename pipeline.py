@@ -15,16 +15,17 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, Callable, Coroutine
+from typing import Any
 
 import events
 import multi_agent_conductor as mac
 import planning
-from run_settings import RunSettings
 from models import BLOCKED, TODO, TierUsage, Track, new_tier_usage
 from planning import PlanningError
 from providers.base import ProviderError
+from run_settings import RunSettings
 
 log = logging.getLogger(__name__)
 

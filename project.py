@@ -6,7 +6,7 @@ provider, the per-tier models, budgets and a price table.  Keys this module
 does not know are kept in `extra` dicts and written back unchanged.
 
 Safety rules:
-- every write is atomic (`persistence.atomic_write_text`);
+- every write is atomic (`atomic_files.atomic_write_text`);
 - a file that does not parse or has a wrong value raises `ProjectFileError`
   naming the line/column or the key path and saying what to do;
 - each successful load or save keeps a copy in `.mma_project.last_good.toml`,
@@ -21,14 +21,14 @@ import logging
 import re
 import tomllib
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
+from atomic_files import atomic_write_bytes, atomic_write_text, remove_stale_temp_files
 from models import TIERS, utc_now
-from persistence import atomic_write_bytes, atomic_write_text, remove_stale_temp_files
 from providers import catalog
 from providers.catalog import TierConfigError, TierModels
 
@@ -533,7 +533,7 @@ def save_project(cfg: ProjectConfig, *, overwrite_broken: bool = False) -> Path:
             if not overwrite_broken:
                 raise ProjectFileError(f"not saving over a broken project file: {err}",
                                        path, err.line, err.column, err.key_path) from err
-            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
             backup = path.with_name(f"{PROJECT_FILE}.broken-{stamp}")
             atomic_write_bytes(backup, current)
             log.warning("kept the broken project file as %s before overwriting it", backup)

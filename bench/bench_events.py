@@ -40,10 +40,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import common  # noqa: E402
-
 import events  # noqa: E402
 import multi_agent_conductor as mac  # noqa: E402
+from bench import common  # noqa: E402
 from gui.mma_state import MMAState  # noqa: E402
 from pipeline import EngineThread  # noqa: E402
 
@@ -52,7 +51,7 @@ log = logging.getLogger("bench_events")
 PRODUCERS = 16
 FRAME_S = common.FRAME_60FPS_S
 try:                                      # mirror the app's budget when the app is importable
-    from gui_2 import FRAME_BUDGET_MS     # noqa: E402
+    from gui_2 import FRAME_BUDGET_MS
 except ImportError as exc:                # gui_2 is optional for this bench
     log.info("gui_2 not importable (%s); using a 4 ms frame budget", exc)
     FRAME_BUDGET_MS = 4.0

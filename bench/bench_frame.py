@@ -65,10 +65,10 @@ def child(phase: str, warmup_s: float, measure_s: float, out: Path) -> int:
     os.environ["MMA_MOCK_CHUNK_DELAY"] = str(CHUNK_DELAY_S)
     from bench import stub_workers
     stub_workers.register()
+    from imgui_bundle import hello_imgui, imgui, immapp
+
     import gui_2
     from models import Ticket, Track
-
-    from imgui_bundle import hello_imgui, imgui, immapp
     if phase == "floor":
         app = None
         rp, addons = floor_runner_params(hello_imgui, imgui, immapp)

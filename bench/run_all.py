@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,7 +116,7 @@ def print_table(rows: list[dict]) -> str:
     widths = [min(max(len(h), *(len(d[i]) for d in data)) if data else len(h), 70) for i, h in enumerate(headers)]
 
     def fmt(cells) -> str:
-        return " | ".join((c if len(c) <= w else c[: w - 1] + "…").ljust(w) for c, w in zip(cells, widths))
+        return " | ".join((c if len(c) <= w else c[: w - 1] + "…").ljust(w) for c, w in zip(cells, widths, strict=True))
     lines = [fmt(headers), "-+-".join("-" * w for w in widths), *(fmt(d) for d in data)]
     text = "\n".join(lines)
     print(text)
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{passed} passed, {len(rows) - passed} failed" + (f"; crashed: {', '.join(crashed)}" if crashed else "")
           + f" ({time.perf_counter() - started:.0f} s)")
     summary = {
-        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": opts.quick, "machine": common.machine_info(),
         "benches": {r["name"]: {"exit_code": r["exit_code"], "seconds": r["seconds"], "crashed": r["crashed"],
                                 "error": r["error"], "result_file": f"{r['name']}.json"} for r in runs},

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from atomic_files import atomic_write_text
 from conductor_format.common import HEADING_RE, LABEL_OK_RE, NEWLINE_RE, one_line, read_text
 from dag_engine import DAGError, TrackDAG
 from models import COMPLETED, IN_PROGRESS, TODO, Ticket, Track, validate_id
-from persistence import atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -100,6 +100,11 @@ def _table_cells(line: str, base: int) -> list[tuple[str, int, int]]:
     return cells
 
 
+def _cell(cells: list[tuple[str, int, int]], k: int | None, row_start: int) -> tuple[str, int, int]:
+    """Cell `k` of a table row, or an empty cell at the row start when the table has no such column."""
+    return cells[k] if k is not None and k < len(cells) else ("", row_start, row_start)
+
+
 def _scan_table(text: str, spans: list, i: int) -> tuple[list[_Found], int]:
     start, end, _ = spans[i]
     header = [c[0].lower() for c in _table_cells(text[start:end], start)]
@@ -111,17 +116,16 @@ def _scan_table(text: str, spans: list, i: int) -> tuple[list[_Found], int]:
     while j < len(spans) and "|" in text[spans[j][0]:spans[j][1]]:
         s, e, _ = spans[j]
         cells = _table_cells(text[s:e], s)
-        cell = lambda k: cells[k] if k is not None and k < len(cells) else ("", s, s)  # noqa: E731
         links = [m for c in cells for m in _MD_LINK_RE.finditer(c[0])]
         link = links[0].group("target") if links else ""
-        title = _MD_LINK_RE.sub(r"\g<text>", cell(title_col)[0]).replace("\\|", "|").strip()
-        raw_id = _MD_LINK_RE.sub(r"\g<text>", cell(id_col)[0]).strip().strip("`")
+        title = _MD_LINK_RE.sub(r"\g<text>", _cell(cells, title_col, s)[0]).replace("\\|", "|").strip()
+        raw_id = _MD_LINK_RE.sub(r"\g<text>", _cell(cells, id_col, s)[0]).strip().strip("`")
         tid = raw_id if LABEL_OK_RE.match(raw_id) else _id_from(link, title or raw_id)
-        status_text, ss, se = cell(status_col)
+        status_text, ss, se = _cell(cells, status_col, s)
         mark = _INLINE_MARK_RE.search(status_text)
-        span = (ss + mark.start(1), ss + mark.start(1) + 1) if mark else (ss, se)
-        if status_col is None:
-            span = None
+        span: tuple[int, int] | None = None        # where the status is written back, if anywhere
+        if status_col is not None:
+            span = (ss + mark.start(1), ss + mark.start(1) + 1) if mark else (ss, se)
         found.append(_Found(TrackEntry(tid, title or tid, _status_word(status_text), link),
                             "table", span, textual=not mark, end=e, columns=header))
         j += 1
@@ -164,8 +168,8 @@ def _scan_tracks_md(text: str) -> list[_Found]:
             if idm and LABEL_OK_RE.match(idm.group("id")):
                 current.entry.id = idm.group("id")
                 current.end = end
-            elif _MD_LINK_RE.search(line):
-                current.entry.link = current.entry.link or _MD_LINK_RE.search(line).group("target")
+            elif link_match := _MD_LINK_RE.search(line):
+                current.entry.link = current.entry.link or link_match.group("target")
                 current.end = end
         i += 1
     for f in found:

@@ -11,12 +11,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from conductor_format.common import (one_line, read_json_object, read_json_object_if_present,
-                                     read_text, tracks_dir)
+from atomic_files import atomic_write_json, atomic_write_text, remove_stale_temp_files
+from conductor_format.common import one_line, read_json_object, read_json_object_if_present, read_text, tracks_dir
 from conductor_format.plan import render_plan, write_back_status
 from conductor_format.registry import upsert_tracks_md
 from models import IN_PROGRESS, TIERS, TODO, Track, new_tier_usage, utc_now, validate_id
-from persistence import atomic_write_json, atomic_write_text, remove_stale_temp_files
 
 log = logging.getLogger(__name__)
 

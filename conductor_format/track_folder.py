@@ -42,6 +42,7 @@ def _derive_status(tickets: list[Ticket]) -> str:
 def read_track_source(path: str | Path) -> TrackSource:
     """Read a track folder (`.../tracks/<id>/`) or a plan file; raises ValueError/OSError."""
     path = Path(path)
+    folder: Path | None                  # the track folder, when the plan is a folder's plan.md
     if path.is_dir():
         folder, plan_path = path, path / "plan.md"
         if not plan_path.is_file():
@@ -104,8 +105,9 @@ def read_conductor_tree(project_dir: str | Path) -> list[TrackEntry]:
         except ValueError as exc:
             log.warning("%s", exc)
             meta = {}
-        status = meta.get("status") if isinstance(meta.get("status"), str) and meta["status"] in TRACK_STATUS_MARK else "new"
-        title = meta.get("description") if isinstance(meta.get("description"), str) else ""
+        raw_status, description = meta.get("status"), meta.get("description")
+        status = raw_status if isinstance(raw_status, str) and raw_status in TRACK_STATUS_MARK else "new"
+        title = description if isinstance(description, str) else ""
         if not title:
             title = parse_plan(read_text(folder / "plan.md")).title or folder.name
         entries.append(TrackEntry(folder.name, title, status, f"tracks/{folder.name}/plan.md"))

@@ -8,7 +8,8 @@ turns a refusal into an error-bar entry instead of an exception in the frame.
 """
 from __future__ import annotations
 
-from typing import Callable, ParamSpec, Protocol, TypeVar
+from collections.abc import Callable
+from typing import ParamSpec, Protocol, TypeVar
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import ai_client
 import conductor_io
@@ -25,9 +25,9 @@ import events
 import multi_agent_conductor as mac
 import project as project_mod
 from gui.context_state import session_log_dir
+from planning import TIER2_STREAM
 from providers.catalog import TierModels
 from run_settings import RunSettings
-from planning import TIER2_STREAM
 
 if TYPE_CHECKING:
     from imgui_bundle import hello_imgui

@@ -31,10 +31,10 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import ai_client
 from file_cache import FileCache
@@ -42,8 +42,7 @@ from gui.chat import CHAT_SYSTEM_PROMPT, ChatWorker
 from gui.comms_log import CommsLog, CommsRow
 from gui.file_items import IMAGE_SUFFIXES, SOURCES, TYPING_SETTLE_S, FileItems, FileRow
 from headless import SESSION_LOG_DIR
-from project import (PROJECT_FILE, PROVIDERS, DiscussionEntry, ProjectFileError, load_project_or_last_good,
-                     save_project)
+from project import PROJECT_FILE, PROVIDERS, DiscussionEntry, ProjectFileError, load_project_or_last_good, save_project
 from providers import catalog
 from providers.credentials import redact
 

@@ -22,7 +22,8 @@ import logging
 import queue
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from gui import screenshot
 
@@ -49,7 +50,7 @@ class HookSurface:
     """The App's hook-API plumbing (see the module docstring for who calls what, on which thread)."""
     resolves_after_publish = True
 
-    def __init__(self, app: "App"):
+    def __init__(self, app: App):
         self.app = app
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._resolve_after_publish: list[tuple[concurrent.futures.Future, dict | None, BaseException | None]] = []

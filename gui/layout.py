@@ -20,12 +20,24 @@ frames, created here with the window.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from imgui_bundle import hello_imgui, imgui, immapp
 
-from gui import (panel_approvals, panel_budget, panel_comms, panel_dag, panel_diagnostics, panel_discussion,
-                 panel_mma_dashboard, panel_project, panel_streams, panel_usage, theme)
+from gui import (
+    panel_approvals,
+    panel_budget,
+    panel_comms,
+    panel_dag,
+    panel_diagnostics,
+    panel_discussion,
+    panel_mma_dashboard,
+    panel_project,
+    panel_streams,
+    panel_usage,
+    theme,
+)
 
 if TYPE_CHECKING:
     from gui_2 import App

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from imgui_bundle import imgui, imgui_node_editor as ed
+from imgui_bundle import imgui
+from imgui_bundle import imgui_node_editor as ed
 
 from gui import theme
 from gui.mma_display import dag_links, dag_positions

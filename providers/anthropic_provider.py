@@ -18,9 +18,21 @@ import os
 from typing import Any
 
 from providers import credentials
-from providers.base import (AuthError, BadRequestError, ChatRequest, ChatResponse, ChunkCallback,
-                            ProviderError, ProviderUnavailableError, RateLimitError, ServerError,
-                            StreamInterruptedError, ToolCall, Usage, check_cancel)
+from providers.base import (
+    AuthError,
+    BadRequestError,
+    ChatRequest,
+    ChatResponse,
+    ChunkCallback,
+    ProviderError,
+    ProviderUnavailableError,
+    RateLimitError,
+    ServerError,
+    StreamInterruptedError,
+    ToolCall,
+    Usage,
+    check_cancel,
+)
 from providers.retry import parse_retry_after
 from providers.sdk_calls import map_transport_failure, stream_items
 
@@ -171,7 +183,7 @@ class AnthropicAdapter:
                             usage=Usage(state.input_tokens, state.output_tokens),
                             stop_reason=_stop(state.stop_reason, state.calls), model=request.model)
 
-    def _absorb(self, event: Any, state: "_State", on_chunk: ChunkCallback) -> None:
+    def _absorb(self, event: Any, state: _State, on_chunk: ChunkCallback) -> None:
         etype = getattr(event, "type", None)
         if etype == "message_start":
             usage = event.message.usage
@@ -227,7 +239,7 @@ class AnthropicAdapter:
     def _clean(self, text: str) -> str:
         return credentials.redact(str(text), (self._key,))
 
-    def _map_error(self, exc: BaseException, state: "_State | None" = None) -> ProviderError:
+    def _map_error(self, exc: BaseException, state: _State | None = None) -> ProviderError:
         if isinstance(exc, ProviderError):
             return exc
         sdk = self._sdk

@@ -97,7 +97,7 @@ class TierModels:
         names are ignored here (the project file keeps them as they are).
         """
         if not isinstance(raw, Mapping):   # config data, so a ValueError like every bad value
-            raise ValueError(f"expected a table of tier -> model, got {reprlib.repr(raw)}")  # noqa: TRY004
+            raise ValueError(f"expected a table of tier -> model, got {reprlib.repr(raw)}")
         ignored = [key for key in raw if key not in TIERS]
         if ignored:
             log.debug("not a tier, ignored in the model choice: %s", ignored)

@@ -26,6 +26,7 @@ import stat
 import threading
 import time
 import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,16 @@ def has_key(provider: str) -> bool:
 
 
 _SECRETS_TTL_S = 1.0
-_secrets_cache: dict[str, object] = {"key": None, "at": 0.0, "value": []}
+
+
+@dataclass
+class _SecretsCache:
+    key: tuple[tuple[str, ...], str] | None = None    # (env values, credentials path) it was read for
+    at: float = 0.0                                   # time.monotonic() of the read
+    value: list[str] = field(default_factory=list)
+
+
+_secrets_cache = _SecretsCache()
 
 
 def known_secrets() -> list[str]:
@@ -145,21 +155,21 @@ def known_secrets() -> list[str]:
     cache_key = (env_key, os.environ.get(FILE_ENV, ""))
     now = time.monotonic()
     with _cache_lock:
-        if _secrets_cache["key"] == cache_key and now - float(_secrets_cache["at"]) < _SECRETS_TTL_S:
-            return list(_secrets_cache["value"])  # type: ignore[arg-type]
+        if _secrets_cache.key == cache_key and now - _secrets_cache.at < _SECRETS_TTL_S:
+            return list(_secrets_cache.value)
     found: set[str] = set()
     for provider, names in ENV_VARS.items():
         for var in names:
             value = os.environ.get(var, "").strip()
             if value:
                 found.add(value)
-        value = _file_key(provider)
-        if value:
-            found.add(value)
-    value = sorted(found, key=len, reverse=True)
+        file_value = _file_key(provider)
+        if file_value:
+            found.add(file_value)
+    secrets = sorted(found, key=len, reverse=True)
     with _cache_lock:
-        _secrets_cache.update(key=cache_key, at=now, value=value)
-    return list(value)
+        _secrets_cache.key, _secrets_cache.at, _secrets_cache.value = cache_key, now, secrets
+    return list(secrets)
 
 
 def redact(text: str, extra_secrets: list[str] | tuple[str, ...] = ()) -> str:

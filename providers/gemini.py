@@ -19,9 +19,21 @@ import uuid
 from typing import Any
 
 from providers import credentials
-from providers.base import (AuthError, BadRequestError, ChatRequest, ChatResponse, ChunkCallback,
-                            ProviderError, ProviderUnavailableError, RateLimitError, ServerError,
-                            StreamInterruptedError, ToolCall, Usage, check_cancel)
+from providers.base import (
+    AuthError,
+    BadRequestError,
+    ChatRequest,
+    ChatResponse,
+    ChunkCallback,
+    ProviderError,
+    ProviderUnavailableError,
+    RateLimitError,
+    ServerError,
+    StreamInterruptedError,
+    ToolCall,
+    Usage,
+    check_cancel,
+)
 from providers.retry import parse_retry_after
 from providers.sdk_calls import map_transport_failure, stream_items
 
@@ -163,14 +175,18 @@ class GeminiAdapter:
                 self._absorb(chunk, state, on_chunk)
                 check_cancel(request)
         finally:
-            stream.close()  # releases the HTTP response when we stop early
+            # Releases the HTTP response when we stop early.  The SDK declares an Iterator but
+            # returns a generator; look the method up rather than assume it.
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
         if state.finish is None and not state.blocked:
             raise StreamInterruptedError(
                 f"Gemini stream ended without a finishReason after {state.chunks} chunk(s)",
                 provider=PROVIDER, partial_text="".join(state.text))
         return self._response(request, state)
 
-    def _absorb(self, response: Any, state: "_State", on_chunk: ChunkCallback | None) -> None:
+    def _absorb(self, response: Any, state: _State, on_chunk: ChunkCallback | None) -> None:
         usage = getattr(response, "usage_metadata", None)
         if usage is not None:
             if usage.prompt_token_count is not None:
@@ -195,7 +211,7 @@ class GeminiAdapter:
             if candidate.finish_reason is not None:
                 state.finish = _enum_name(candidate.finish_reason)
 
-    def _response(self, request: ChatRequest, state: "_State") -> ChatResponse:
+    def _response(self, request: ChatRequest, state: _State) -> ChatResponse:
         if state.calls:
             stop = "tool_use"
         elif state.finish is None:
@@ -211,7 +227,7 @@ class GeminiAdapter:
     def _clean(self, text: str) -> str:
         return credentials.redact(str(text), (self._key,))
 
-    def _map_error(self, exc: BaseException, state: "_State | None" = None) -> ProviderError:
+    def _map_error(self, exc: BaseException, state: _State | None = None) -> ProviderError:
         if isinstance(exc, ProviderError):
             return exc
         partial = "".join(state.text) if state is not None else ""

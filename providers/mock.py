@@ -20,8 +20,7 @@ import time
 
 from context_builder import estimate_tokens  # the same estimate the token budget shows
 from models import slugify
-from providers.base import (ChatRequest, ChatResponse, ChunkCallback, BadRequestError, ToolCall,
-                            Usage, check_cancel)
+from providers.base import BadRequestError, ChatRequest, ChatResponse, ChunkCallback, ToolCall, Usage, check_cancel
 
 TIER_TAGS = {
     "Tier 1 (Orchestrator)": 1,

@@ -15,8 +15,9 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from providers.base import CancelledByUser, ProviderError
 
@@ -122,8 +123,8 @@ def parse_retry_after(value: object) -> float | None:
             return None
         import datetime as _dt
         if when.tzinfo is None:
-            when = when.replace(tzinfo=_dt.timezone.utc)
-        seconds = (when - _dt.datetime.now(_dt.timezone.utc)).total_seconds()
+            when = when.replace(tzinfo=_dt.UTC)
+        seconds = (when - _dt.datetime.now(_dt.UTC)).total_seconds()
     if seconds != seconds or seconds < 0:  # NaN or in the past
         return 0.0
     return seconds

@@ -8,10 +8,10 @@
 from __future__ import annotations
 
 import logging
-from typing import Callable, Iterable, Iterator, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
-from providers.base import (BadRequestError, ProviderError, ProviderUnavailableError, ServerError,
-                            StreamInterruptedError)
+from providers.base import BadRequestError, ProviderError, ProviderUnavailableError, ServerError, StreamInterruptedError
 from providers.retry import classify_transport_error
 
 log = logging.getLogger(__name__)

@@ -34,10 +34,10 @@ _DOC_LINE = re.compile(rb"(?s)" + _REST)
 _SKIP_LINES = re.compile(rb"(?:[ \t]*(?:#[^\n]*)?\n)*+([ ]*)")
 _TAB_INDENT = re.compile(rb"^[ ]*[\t\f]", re.M)
 _COLON_END = re.compile(rb":[ \t]*#[^\n]*\Z")
-_BODY_RES: dict[int, re.Pattern] = {}
+_BODY_RES: dict[int, re.Pattern[bytes]] = {}
 
 
-def _body_re(indent: int) -> re.Pattern:
+def _body_re(indent: int) -> re.Pattern[bytes]:
     """Blank/comment lines and logical lines indented deeper than `indent`; group 1 ends at
     the last code line."""
     pattern = _BODY_RES.get(indent)
@@ -54,7 +54,8 @@ def elide_bodies(src: bytes) -> bytes | None:
         return None
     if (b"\t" in src or b"\f" in src) and _TAB_INDENT.search(src):  # tab widths: not modelled
         return None
-    out, last, pos, size = [], 0, 0, len(src)
+    out: list[bytes] = []
+    last, pos, size = 0, 0, len(src)
     run_start = None  # where the current run of decorators began
     while pos < size:
         m = _LOGICAL.match(src, pos)
@@ -78,11 +79,15 @@ def elide_bodies(src: bytes) -> bytes | None:
         if b"hot" in marks or b"core_logic" in marks or b"[HOT]" in marks \
                 or b"[HOT]" in src[start:src.find(b"\n", start)]:
             continue  # curated views show this body in full
+        # Both patterns below match the empty string, so they always match; were one not to,
+        # the body is kept (the rule when in doubt).
         body = _body_re(len(m.group(1))).match(src, end)
-        code_end = body.end(1)
+        code_end = body.end(1) if body is not None else -1
         if code_end <= end:
             continue
         first = _SKIP_LINES.match(src, end)
+        if first is None:
+            continue
         keep_end = first.start(1)
         head = src[first.end(1):first.end(1) + 2]
         if head[:1] in (b"'", b'"') or (head[:1] in b"rRuU" and head[1:2] in (b"'", b'"')):

@@ -46,7 +46,7 @@ class FlakyServerAdapter:
         pass
 
     def generate(self, request: ChatRequest, on_chunk=None) -> ChatResponse:
-        raise ServerError("upstream 500", provider="flaky", status=500)
+        raise ServerError("provider answered 500", provider="flaky", status=500)
 
 
 class GatedStreamAdapter:

@@ -1,4 +1,5 @@
-"""Worker output reaches the queue, tokens are real, sessions are per worker, errors are visible."""
+"""ConductorEngine and the worker lifecycle: worker output reaches the event queue, tokens are
+the provider's real counts, sessions are per worker, and errors are visible."""
 import asyncio
 import threading
 
@@ -31,7 +32,7 @@ def stub_provider(monkeypatch):
     return register
 
 
-# -- the worker's response and stream events ------------------------------------------
+# -- a worker's reply reaches the event queue as a "response" event --------------
 async def test_run_worker_lifecycle_pushes_response_with_stream_id(monkeypatch):
     def fake_send(self, md, user, base_dir=".", **kw):
         self.usage = Usage(11, 7)
@@ -181,7 +182,7 @@ async def test_failure_after_max_retries_leaves_blocked_with_reason(stub_provide
         ai_client.Session.send = orig
     assert status == "blocked"
     a = engine.dag.tickets["A"]
-    assert a.status == BLOCKED and a.retry_count == 2 and "upstream 500" in a.blocked_reason
+    assert a.status == BLOCKED and a.retry_count == 2 and "provider answered 500" in a.blocked_reason
     assert engine.dag.tickets["B"].status == TODO
     errors = [p for n, p in await drain(q) if n == "mma_error"]
     assert len(errors) == 3                                  # one per attempt, none silent

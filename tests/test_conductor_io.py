@@ -2,28 +2,42 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
 import pytest
-import conductor_io
-from cli import cmd_import_track
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conductor_io import (RESUME_NOTE, ParsedPlan, TrackStateError, apply_status_markers,
-                          import_track, list_tracks, load_track_state,
-                          parse_plan, parse_tracks_md, plan_to_tickets, read_conductor_tree,
-                          render_plan, save_track, upsert_tracks_md, write_back_status)
-from models import Ticket, Track, TokenUsage, new_tier_usage
+import conductor_io
+from cli import cmd_import_track
+from conductor_io import (
+    RESUME_NOTE,
+    ParsedPlan,
+    TrackStateError,
+    apply_status_markers,
+    import_track,
+    list_tracks,
+    load_track_state,
+    parse_plan,
+    parse_tracks_md,
+    plan_to_tickets,
+    read_conductor_tree,
+    render_plan,
+    save_track,
+    upsert_tracks_md,
+    write_back_status,
+)
+from models import Ticket, TokenUsage, Track, new_tier_usage
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SEED_PLAN = FIXTURES / "mma_pipeline_fix_plan.md"
-SEED_IDS = ["1.1", "1.2", "1.3", "1.4", "2.1", "2.2", "3.1", "3.2"]
+SAMPLE_PLAN = FIXTURES / "mma_pipeline_fix_plan.md"     # a real-world Conductor plan: 3 phases, 8 tasks
+SAMPLE_IDS = ["1.1", "1.2", "1.3", "1.4", "2.1", "2.2", "3.1", "3.2"]
 
 
-def _seed_text() -> str:
-    return SEED_PLAN.read_bytes().decode("utf-8")
+def _sample_plan_text() -> str:
+    return SAMPLE_PLAN.read_bytes().decode("utf-8")
 
 
 def _dag(tickets: list[Ticket]) -> list[tuple]:
@@ -32,14 +46,14 @@ def _dag(tickets: list[Ticket]) -> list[tuple]:
 
 # ------------------------------------------------------------------ plan import
 
-def test_seed_plan_gives_the_expected_dag():
-    parsed = parse_plan(_seed_text())
+def test_sample_plan_gives_the_expected_dag():
+    parsed = parse_plan(_sample_plan_text())
     assert parsed.title == "MMA Pipeline Fix & Worker Stream Verification"
     assert [(p.label, p.name) for p in parsed.phases] == [
         ("1", "Diagnose & Fix Worker Stream Pipeline"), ("2", "Fix Token Usage Tracking"),
         ("3", "End-to-End Verification")]
     tickets = plan_to_tickets(parsed)
-    assert [t.id for t in tickets] == SEED_IDS
+    assert [t.id for t in tickets] == SAMPLE_IDS
     assert [t.depends_on for t in tickets] == [[], ["1.1"], ["1.2"], ["1.3"], ["1.4"], ["2.1"],
                                                ["2.2"], ["3.1"]]
     assert [t.id for t in tickets if t.step_mode] == ["3.2"]
@@ -54,7 +68,7 @@ def test_seed_plan_gives_the_expected_dag():
 
 
 def test_one_line_plan_gives_the_same_dag():
-    text = _seed_text()
+    text = _sample_plan_text()
     one_line = " ".join(text.split("\n"))
     assert "\n" not in one_line
     assert _dag(plan_to_tickets(parse_plan(one_line))) == _dag(plan_to_tickets(parse_plan(text)))
@@ -62,7 +76,7 @@ def test_one_line_plan_gives_the_same_dag():
 
 
 def test_crlf_plan_gives_the_same_dag():
-    text = _seed_text()
+    text = _sample_plan_text()
     assert _dag(plan_to_tickets(parse_plan(text.replace("\n", "\r\n")))) == \
         _dag(plan_to_tickets(parse_plan(text)))
 
@@ -132,11 +146,11 @@ def test_random_planish_text_never_crashes(text, statuses):
     assert isinstance(parsed, ParsedPlan)
     assert len({t.id for t in tickets}) == len(tickets)
     # write-back on anything parseable changes checkbox characters only
-    for ticket, status in zip(tickets, statuses):
+    for ticket, status in zip(tickets, statuses, strict=False):   # the two lists are drawn independently
         ticket.status = status
     new_text, changed = apply_status_markers(text, tickets)
     assert len(new_text) == len(text)
-    diff = [i for i, (a, b) in enumerate(zip(text, new_text)) if a != b]
+    diff = [i for i, (a, b) in enumerate(zip(text, new_text, strict=True)) if a != b]
     assert len(diff) == len(changed)
     assert all(text[i - 1] == "[" and text[i + 1] == "]" and new_text[i] in " x~" for i in diff)
 
@@ -150,7 +164,7 @@ def test_parse_plan_rejects_non_text():
 
 def _assert_only_checkboxes_changed(old: str, new: str, expected: int) -> None:
     assert len(old) == len(new)
-    diff = [i for i, (a, b) in enumerate(zip(old, new)) if a != b]
+    diff = [i for i, (a, b) in enumerate(zip(old, new, strict=True)) if a != b]
     assert len(diff) == expected
     for i in diff:
         assert old[i - 1] == "[" and old[i + 1] == "]", old[i - 20:i + 20]
@@ -159,7 +173,7 @@ def _assert_only_checkboxes_changed(old: str, new: str, expected: int) -> None:
 
 @pytest.mark.parametrize("variant", ["as_is", "crlf", "one_line"])
 def test_write_back_changes_only_checkbox_chars(tmp_path, variant):
-    text = _seed_text()
+    text = _sample_plan_text()
     text = {"as_is": text, "crlf": text.replace("\n", "\r\n"),
             "one_line": " ".join(text.split("\n"))}[variant]
     plan = tmp_path / "plan.md"
@@ -233,7 +247,7 @@ def test_upsert_updates_only_that_tracks_marker(fixture, track_id):
     text = (FIXTURES / fixture).read_text(encoding="utf-8")
     new = upsert_tracks_md(text, Track(id=track_id, title="ignored", status="completed"))
     assert len(new) == len(text)
-    diff = [i for i, (a, b) in enumerate(zip(text, new)) if a != b]
+    diff = [i for i, (a, b) in enumerate(zip(text, new, strict=True)) if a != b]
     assert len(diff) == 1 and new[diff[0]] == "x"
     assert {e.id: e.status for e in parse_tracks_md(new)}[track_id] == "completed"
     # same status again: text unchanged
@@ -252,7 +266,7 @@ def test_upsert_appends_new_track_in_the_files_shape(fixture):
         ("brand_new_20260401", "Brand new", "in_progress")
     # the old text is all still there, in order: the new entry was only inserted
     added = len(new) - len(text)
-    start = next(i for i, (a, b) in enumerate(zip(text + "\0", new)) if a != b)
+    start = next(i for i, (a, b) in enumerate(zip(text + "\0", new, strict=False)) if a != b)
     assert new[:start] + new[start + added:] == text
     if fixture == "tracks_table.md":
         assert "| [~] | [brand_new_20260401](./tracks/brand_new_20260401/) | Brand new | " \
@@ -451,7 +465,7 @@ def test_render_plan_warns_when_a_description_breaks_the_mapping(caplog):
 def _make_track_folder(root: Path, track_id: str = "mma_pipeline_fix_20260301") -> Path:
     folder = root / "conductor" / "tracks" / track_id
     folder.mkdir(parents=True)
-    shutil.copy(SEED_PLAN, folder / "plan.md")
+    shutil.copy(SAMPLE_PLAN, folder / "plan.md")
     shutil.copy(FIXTURES / "mma_pipeline_fix_spec.md", folder / "spec.md")
     (folder / "metadata.json").write_text(json.dumps({
         "track_id": track_id, "type": "bug", "status": "in_progress",
@@ -467,12 +481,12 @@ def test_import_track_folder(tmp_path):
     assert track.title == "MMA Pipeline Fix & Worker Stream Verification"
     assert track.description.startswith("# Track Specification: MMA Pipeline Fix")
     assert track.status == "in_progress" and track.created_at == "2026-03-01T09:00:00Z"
-    assert [t.id for t in track.tickets] == SEED_IDS
+    assert [t.id for t in track.tickets] == SAMPLE_IDS
     assert import_track(folder / "plan.md") == track
 
 
 def test_import_plan_file_outside_a_track_folder():
-    track = import_track(SEED_PLAN)
+    track = import_track(SAMPLE_PLAN)
     assert track.id == "mma_pipeline_fix"
     assert track.description.startswith("# Track Specification")    # the sibling *_spec.md
     assert track.status == "new"
@@ -482,7 +496,7 @@ def test_import_errors_are_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such track folder"):
         import_track(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="no plan.md"):
+    with pytest.raises(FileNotFoundError, match=re.escape("no plan.md")):
         import_track(tmp_path / "empty")
     (tmp_path / "prose.md").write_text("# Notes\n\nNo tasks here.\n")
     with pytest.raises(ValueError, match="no tasks found"):
@@ -503,8 +517,8 @@ def test_read_conductor_tree_and_list_tracks(tmp_path):
                                        "theme_support_20260310", "auth_20260301", "unlisted_1"]
     assert entries[-1].title == "Unlisted"
     summaries = {s.id: s for s in list_tracks(tmp_path)}
-    seed = summaries["mma_pipeline_fix_20260301"]
-    assert (seed.tickets_total, seed.tickets_done, seed.has_state) == (8, 0, False)
+    sample = summaries["mma_pipeline_fix_20260301"]
+    assert (sample.tickets_total, sample.tickets_done, sample.has_state) == (8, 0, False)
     auth = summaries["auth_20260301"]
     assert (auth.tickets_total, auth.tickets_done, auth.has_state) == (4, 1, True)
     assert auth.status == "in_progress"
@@ -515,7 +529,7 @@ def test_read_conductor_tree_and_list_tracks(tmp_path):
 # ------------------------------------------------------------------ CLI
 
 def test_cli_import_prints_the_dag(capsys):
-    assert cmd_import_track(str(SEED_PLAN)) == 0
+    assert cmd_import_track(str(SAMPLE_PLAN)) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == ("Track mma_pipeline_fix: MMA Pipeline Fix & Worker Stream Verification "
                       "(8 tickets)")
@@ -529,7 +543,7 @@ def test_cli_import_prints_the_dag(capsys):
 
 
 def test_cli_import_into_a_project_keeps_the_plan_text(tmp_path, capsys):
-    one_line = " ".join(_seed_text().split("\n"))
+    one_line = " ".join(_sample_plan_text().split("\n"))
     src = tmp_path / "elsewhere" / "plan.md"
     src.parent.mkdir()
     src.write_text(one_line)
@@ -537,7 +551,7 @@ def test_cli_import_into_a_project_keeps_the_plan_text(tmp_path, capsys):
     folder = tmp_path / "proj" / "conductor" / "tracks" / "elsewhere"
     assert (folder / "plan.md").read_text() == one_line
     track, _ = load_track_state(tmp_path / "proj", "elsewhere")
-    assert [t.id for t in track.tickets] == SEED_IDS
+    assert [t.id for t in track.tickets] == SAMPLE_IDS
     assert "saved to" in capsys.readouterr().out
     # importing a track id the project already has is refused: its progress stays
     track.ticket("1.1").status = "completed"
@@ -545,7 +559,7 @@ def test_cli_import_into_a_project_keeps_the_plan_text(tmp_path, capsys):
     state_before = (folder / "state.json").read_bytes()
     other = tmp_path / "x" / "elsewhere"
     other.mkdir(parents=True)
-    shutil.copy(SEED_PLAN, other / "plan.md")
+    shutil.copy(SAMPLE_PLAN, other / "plan.md")
     for source in (src, other):
         assert cmd_import_track(str(source), str(tmp_path / "proj")) == 1
         assert "already exists" in capsys.readouterr().err

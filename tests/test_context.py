@@ -5,8 +5,15 @@ from pathlib import Path
 
 import pytest
 
-from file_cache import (IMAGE_TOKENS, MODEL_CONTEXT_WINDOWS, ContextItem, FileCache, build_context,
-                        context_window_for, estimate_tokens)
+from file_cache import (
+    IMAGE_TOKENS,
+    MODEL_CONTEXT_WINDOWS,
+    ContextItem,
+    FileCache,
+    build_context,
+    context_window_for,
+    estimate_tokens,
+)
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 

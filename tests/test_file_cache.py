@@ -155,7 +155,7 @@ from typing import (
 LIMIT = 10
 NAME: str = "x"
 TABLE = {
-%s}
+<TABLE_ROWS>}
 counter: int
 
 
@@ -224,7 +224,7 @@ print("side effect")
 
 if __name__ == "__main__":
     simple(1)
-''' % "".join(f"    {i}: '{i}',\n" for i in range(30))
+'''.replace("<TABLE_ROWS>", "".join(f"    {i}: '{i}',\n" for i in range(30)))
 
 
 def test_skeleton_keeps_declarations_and_drops_bodies():

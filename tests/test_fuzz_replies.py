@@ -1,7 +1,8 @@
 """Property tests: whatever a model replies, Tier 1/2 parsing gives tickets/tracks or a clear ValueError."""
 import json
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import multi_agent_conductor as mac
 import planning

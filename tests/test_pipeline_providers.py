@@ -1,7 +1,6 @@
 """The whole headless pipeline through the real SDKs against the loopback wire emulator."""
 import json
 import logging
-from pathlib import Path
 
 import pytest
 

@@ -6,9 +6,20 @@ from pathlib import Path
 
 import pytest
 
-from project import (LAST_GOOD_FILE, PROJECT_FILE, Budgets, DiscussionEntry, FileEntry,
-                     ModelPrice, ProjectConfig, ProjectFileError, default_tier_models,
-                     load_project, load_project_or_last_good, save_project)
+from project import (
+    LAST_GOOD_FILE,
+    PROJECT_FILE,
+    Budgets,
+    DiscussionEntry,
+    FileEntry,
+    ModelPrice,
+    ProjectConfig,
+    ProjectFileError,
+    default_tier_models,
+    load_project,
+    load_project_or_last_good,
+    save_project,
+)
 
 
 def _rich_config(root: Path) -> ProjectConfig:

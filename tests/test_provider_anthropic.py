@@ -10,9 +10,18 @@ import pytest
 
 import providers
 from providers.anthropic_provider import AnthropicAdapter
-from providers.base import (AuthError, BadRequestError, CancelledByUser, ChatRequest, ProviderError,
-                            ProviderUnavailableError, RateLimitError, ServerError,
-                            StreamInterruptedError, ToolSpec)
+from providers.base import (
+    AuthError,
+    BadRequestError,
+    CancelledByUser,
+    ChatRequest,
+    ProviderError,
+    ProviderUnavailableError,
+    RateLimitError,
+    ServerError,
+    StreamInterruptedError,
+    ToolSpec,
+)
 from providers.retry import RetryPolicy, call_with_retries
 from tests.wire_emulator import Reply, WireEmulator
 

@@ -9,9 +9,18 @@ import threading
 import pytest
 
 import providers
-from providers.base import (AuthError, BadRequestError, CancelledByUser, ChatRequest, ProviderError,
-                            ProviderUnavailableError, RateLimitError, ServerError,
-                            StreamInterruptedError, ToolSpec)
+from providers.base import (
+    AuthError,
+    BadRequestError,
+    CancelledByUser,
+    ChatRequest,
+    ProviderError,
+    ProviderUnavailableError,
+    RateLimitError,
+    ServerError,
+    StreamInterruptedError,
+    ToolSpec,
+)
 from providers.gemini import GeminiAdapter
 from providers.retry import RetryPolicy, call_with_retries
 from tests.wire_emulator import Reply, WireEmulator

@@ -1,18 +1,19 @@
 """Faults, load and bad input with nothing lost (issue: reliability and security)."""
 import asyncio
 import json
+import logging
 import os
 import random
 import threading
 import time
 
-import pytest
-
 import events
 import multi_agent_conductor as mac
-from run_settings import RunSettings
 from models import Ticket, Track
+from run_settings import RunSettings
 from tests.wire_emulator import FaultPlan, WireEmulator
+
+log = logging.getLogger(__name__)
 
 FULL = os.environ.get("MMA_RELIABILITY_FULL") == "1"
 
@@ -54,7 +55,7 @@ def test_200_tickets_8_workers_with_provider_faults_complete_and_bill_exactly(mo
         retries += sum(1 for line in f.read_text().splitlines() if json.loads(line)["kind"] == "retry")
     assert retries >= len(faults) - 3 * sum(t.retry_count for t in track.tickets)   # every fault was retried or escalated
     assert all(t.retry_count <= 2 for t in track.tickets)                            # bounded
-    print(f"\n{n} tickets, {len(faults)} faults {kinds}, {retries} retries, {elapsed:.1f}s")
+    log.info("%d tickets, %d faults %s, %d retries, %.1fs", n, len(faults), kinds, retries, elapsed)
 
 
 def test_one_million_events_from_16_threads_lose_nothing():

@@ -6,18 +6,24 @@ import os
 import random
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from datetime import datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from providers import credentials
-from providers.base import (AuthError, BadRequestError, CancelledByUser, ProviderError, RateLimitError,
-                            ServerError, StreamInterruptedError)
-from providers.retry import (RetryPolicy, call_with_retries, classify_transport_error,
-                             parse_retry_after)
+from providers.base import (
+    AuthError,
+    BadRequestError,
+    CancelledByUser,
+    ProviderError,
+    RateLimitError,
+    ServerError,
+    StreamInterruptedError,
+)
+from providers.retry import RetryPolicy, call_with_retries, classify_transport_error, parse_retry_after
 
 
 class Flaky:
@@ -219,9 +225,9 @@ def test_parse_retry_after_forms():
     assert parse_retry_after("") is None
     assert parse_retry_after("soon") is None
     assert parse_retry_after("-3") == 0.0
-    future = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
+    future = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
     assert 25 <= parse_retry_after(future) <= 31
-    past = format_datetime(datetime.now(timezone.utc) - timedelta(seconds=30), usegmt=True)
+    past = format_datetime(datetime.now(UTC) - timedelta(seconds=30), usegmt=True)
     assert parse_retry_after(past) == 0.0
 
 

@@ -126,7 +126,7 @@ def test_anthropic_json_and_sse(emu):
     names = [n for n, _ in events]
     assert names[0] == "message_start" and names[-2:] == ["message_delta", "message_stop"]
     data = [json.loads(d) for _, d in events]
-    assert all(d["type"] == n for n, d in zip(names, data))
+    assert all(d["type"] == n for n, d in zip(names, data, strict=True))
     text = "".join(d["delta"]["text"] for d in data if d["type"] == "content_block_delta"
                    and d["delta"]["type"] == "text_delta")
     assert text == "streamed text here"

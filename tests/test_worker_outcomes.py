@@ -10,7 +10,6 @@ import multi_agent_conductor as mac
 from models import BLOCKED, COMPLETED, TODO, Ticket, Track, WorkerContext
 from providers.base import ServerError, Usage
 from run_settings import RunSettings
-from tests import stub_providers
 from worker import OutcomeKind, WorkerOutcome
 
 

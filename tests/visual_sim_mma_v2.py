@@ -1,7 +1,7 @@
 """Visual simulation v2: the REAL app, driven only through the hook API, epic -> completed track.
 
-This is the end-to-end proof for the upstream bug in ../shared/seeds/ (worker output never
-reached the GUI; the old simulation only ever saw 'Tier 1' in `mma_streams`).  It starts
+This is the end-to-end check that every Tier 3 worker's output reaches the GUI (a 'Tier 3'
+stream per ticket in `mma_streams`, not only the planner's 'Tier 1' one).  It starts
 `gui_2.py` as a subprocess under Xvfb with `--enable-test-hooks --hook-port 0`, reads the hook
 URL from the `MMA_HOOKS http://127.0.0.1:<port>` line it prints on stdout, and talks to it only through `api_hooks.ApiHookClient`:
 
@@ -39,15 +39,16 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if __name__ == "__main__" and REPO not in sys.path:     # script mode: make the app modules importable
     sys.path.insert(0, REPO)
 
-import pytest                                            # noqa: E402
+import pytest  # noqa: E402
 
-from api_hooks import ApiHookClient, HookError           # noqa: E402
+from api_hooks import ApiHookClient, HookError  # noqa: E402
 
 log = logging.getLogger("visual_sim")
 
@@ -78,7 +79,7 @@ class AppProcess:
         self._url_seen = threading.Event()
         self._readers: list[threading.Thread] = []
 
-    def start(self) -> "AppProcess":
+    def start(self) -> AppProcess:
         log.info("starting app: %s", " ".join(self.argv))
         self.proc = subprocess.Popen(self.argv, cwd=REPO, env=self.env, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, bufsize=1)
@@ -409,7 +410,7 @@ class Simulation:
         mma = c.get_mma_status()
         streams = mma["mma_streams"]
         tier3 = {k: v for k, v in streams.items() if "Tier 3" in k}
-        assert tier3, f"no 'Tier 3' key in mma_streams at all (the upstream bug); keys: {sorted(streams)}"
+        assert tier3, f"no 'Tier 3' key in mma_streams at all (worker output never reached the GUI); keys: {sorted(streams)}"
         for tid in self.ticket_ids:
             keys = [k for k in tier3 if k.endswith(f": {tid}") or k.endswith(f" {tid}")]
             assert keys, f"no Tier 3 stream for ticket {tid}; Tier 3 keys: {sorted(tier3)}"

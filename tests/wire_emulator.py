@@ -47,9 +47,10 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
@@ -313,7 +314,7 @@ def _tokens(chars: int) -> int:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    emulator: "WireEmulator"
+    emulator: WireEmulator
 
     def __init__(self, addr, handler):
         super().__init__(addr, handler)
@@ -349,7 +350,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     responded = False
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.responded = False
         try:
             self.server.emulator._handle(self)
@@ -363,7 +364,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(500, {"error": {"code": 500, "status": "INTERNAL", "type": "api_error",
                                                 "message": f"wire emulator failure: {type(exc).__name__}: {exc}"}})
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._send_json(404, {"error": {"code": 404, "message": f"no route for GET {self.path}",
                                         "status": "NOT_FOUND"}})
 
@@ -426,7 +427,7 @@ class WireEmulator:
         self._ids = 0
 
     # -- lifecycle
-    def start(self) -> "WireEmulator":
+    def start(self) -> WireEmulator:
         if self._server is not None:
             return self
         server = _Server((HOST, self._port), _Handler)
@@ -449,7 +450,7 @@ class WireEmulator:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> "WireEmulator":
+    def __enter__(self) -> WireEmulator:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -548,7 +549,7 @@ class WireEmulator:
     def _pick_reply(self, provider: str, model: str, body: Any) -> Reply:
         scripted = None
         with self._lock:
-            for i, (prov, reply) in enumerate(self._scripts):
+            for i, (prov, _reply) in enumerate(self._scripts):
                 if prov is None or prov == provider:
                     scripted = self._scripts.pop(i)[1]
                     break
@@ -863,7 +864,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     emulator.start()
-    print(f"WIRE_EMULATOR {emulator.base_url}", flush=True)
+    print(f"WIRE_EMULATOR {emulator.base_url}", flush=True)   # noqa: T201 - the stdout line callers read the URL from
     try:
         while not stop.wait(0.5):
             pass

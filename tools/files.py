@@ -13,10 +13,11 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from persistence import atomic_write_bytes
+from atomic_files import atomic_write_bytes
 from tools.errors import ToolError
 from tools.paths import display_path, is_inside, resolve_in_root
 
@@ -198,6 +199,7 @@ def search_text(root: Path, pattern: str, path: str = ".", regex: bool = False,
     if pattern == "":
         raise ToolError("pattern is empty")
     max_results = min(max_results, SEARCH_RESULTS_CAP)
+    matches: Callable[[str], object]     # truthy when the line matches
     if regex:
         try:
             compiled = re.compile(pattern)
@@ -205,8 +207,9 @@ def search_text(root: Path, pattern: str, path: str = ".", regex: bool = False,
             raise ToolError(f"invalid regular expression {pattern!r}: {exc}") from exc
         matches = compiled.search
     else:
-        def matches(line: str) -> bool:
+        def contains_pattern(line: str) -> bool:
             return pattern in line
+        matches = contains_pattern
     target = resolve_in_root(root, path)
     if not target.exists():
         raise ToolError(f"path {path!r} does not exist")
@@ -372,6 +375,8 @@ def plan_patch(root: Path, path: str, old: str, new: str) -> WritePlan:
     target = resolve_in_root(root, path)
     _require_file(target, path)
     data = _read_existing(target, path)
+    if data is None:                     # removed since _require_file looked
+        raise ToolError(f"file {path!r} does not exist")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -432,7 +437,7 @@ def unified_diff(plan: WritePlan, limit: int = DIFF_LIMIT_CHARS) -> str:
 # ------------------------------------------------------------- atomic write
 
 def atomic_write(target: Path, data: bytes) -> None:
-    """Write `data` to `target` atomically (`persistence.atomic_write_bytes`).
+    """Write `data` to `target` atomically (`atomic_files.atomic_write_bytes`).
 
     Creates missing parent directories (the caller has confined `target` to the root).  An
     existing file keeps its permission bits, and a hard link to a file elsewhere is detached,

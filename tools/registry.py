@@ -14,9 +14,10 @@ from __future__ import annotations
 import logging
 import os
 import reprlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from providers.base import ToolSpec
 from tools import files, shell

@@ -136,6 +136,7 @@ def run_shell(root: Path, command: str, timeout_s: float = 60) -> str:
         )
     except OSError as exc:
         raise ToolError(f"could not start bash: {exc}") from exc
+    assert proc.stdout is not None and proc.stderr is not None   # both are PIPE, so Popen opened them
     readers = [_BoundedReader(proc.stdout, "stdout"), _BoundedReader(proc.stderr, "stderr")]
     for reader in readers:
         reader.start()

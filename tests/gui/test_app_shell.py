@@ -11,7 +11,6 @@ import time
 import pytest
 
 import events
-
 from tests.gui.helpers import make_app, run_gui, wait_until
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

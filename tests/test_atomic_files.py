@@ -1,4 +1,4 @@
-"""persistence: atomic replace, no temp files left behind, permission bits with keep_mode."""
+"""atomic_files: atomic replace, no temp files left behind, permission bits with keep_mode."""
 from __future__ import annotations
 
 import json
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import persistence
-from persistence import atomic_write_bytes, atomic_write_json, atomic_write_text
+import atomic_files
+from atomic_files import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 
 def _mode(path: Path) -> int:
@@ -41,7 +41,7 @@ def test_failed_replace_keeps_the_old_file_and_leaves_no_temp_file(tmp_path, mon
     def no_space(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(persistence.os, "replace", no_space)
+    monkeypatch.setattr(atomic_files.os, "replace", no_space)
     with pytest.raises(OSError, match="No space left"):
         atomic_write_bytes(target, b"new")
     assert target.read_bytes() == b"old"
@@ -52,7 +52,7 @@ def test_failed_write_of_a_new_file_leaves_nothing(tmp_path, monkeypatch):
     def broken_fsync(fd):
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(persistence.os, "fsync", broken_fsync)
+    monkeypatch.setattr(atomic_files.os, "fsync", broken_fsync)
     with pytest.raises(OSError, match="Input/output error"):
         atomic_write_bytes(tmp_path / "new.txt", b"data")
     assert list(tmp_path.iterdir()) == []
@@ -62,7 +62,7 @@ def test_interrupt_during_write_is_cleaned_up_too(tmp_path, monkeypatch):
     def interrupted(src, dst):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(persistence.os, "replace", interrupted)
+    monkeypatch.setattr(atomic_files.os, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
         atomic_write_bytes(tmp_path / "x", b"data")
     assert list(tmp_path.iterdir()) == []
@@ -103,7 +103,7 @@ def test_a_hard_link_is_detached_not_written_through(tmp_path):
 
 
 def test_remove_stale_temp_files_keeps_real_files(tmp_path):
-    from persistence import remove_stale_temp_files
+    from atomic_files import remove_stale_temp_files
     (tmp_path / "state.json").write_text("{}")
     (tmp_path / ".state.json.abc123.tmp").write_text("{half")
     removed = remove_stale_temp_files(tmp_path)
@@ -112,7 +112,7 @@ def test_remove_stale_temp_files_keeps_real_files(tmp_path):
 
 
 def test_remove_stale_temp_files_with_names_leaves_other_files_alone(tmp_path):
-    from persistence import remove_stale_temp_files
+    from atomic_files import remove_stale_temp_files
     (tmp_path / ".tracks.md.x1y2z3.tmp").write_text("half")
     (tmp_path / ".users-own.notes.tmp").write_text("not ours")
     removed = remove_stale_temp_files(tmp_path, names=("tracks.md",))
