@@ -44,10 +44,11 @@ import ai_client
 import events
 import project as project_mod
 from gui.commands import RUN_LABELS, PipelineCommands
-from gui.context_state import CommsLog, ContextState, session_log_dir
+from gui.comms_log import CommsLog
+from gui.context_state import ContextState, session_log_dir
 from gui.frame_stats import FrameStats
-from gui.hook_actions import CLICKABLE_ITEMS, SETTABLE_FIELDS, HookSurface  # noqa: F401  (re-exported)
-from gui.layout import APP_TITLE, DEFAULT_WINDOW_SIZE, MOCK_BANNER, WIN_APPROVALS, build_runner_params  # noqa: F401
+from gui.hook_actions import HookSurface
+from gui.layout import APP_TITLE, DEFAULT_WINDOW_SIZE, WIN_APPROVALS, build_runner_params
 from gui.mma_state import MMAState
 from pipeline import EngineThread, Pipeline
 from planning import PlanningError

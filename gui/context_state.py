@@ -8,7 +8,7 @@ imgui import, so every behaviour is unit-testable without a window.  Pieces:
 - `gui/file_items.py`  `FileItems` (mixin): files, modes, screenshots, token
   estimates, the context bundle and the budget;
 - `gui/chat.py`        `ChatWorker`: the send on its own thread, results via a SimpleQueue;
-- `gui/comms_log.py`   `CommsLog` (re-exported here).
+- `gui/comms_log.py`   `CommsLog`, the comms log the Comms window shows.
 
 Threading: everything here runs on the GUI thread;
 only `ChatWorker` sends on its thread, and `poll()` drains its results once
@@ -38,16 +38,12 @@ from typing import Any
 
 import ai_client
 from file_cache import FileCache
-from gui.chat import CHAT_SYSTEM_PROMPT, ChatWorker
-from gui.comms_log import CommsLog, CommsRow
-from gui.file_items import IMAGE_SUFFIXES, SOURCES, TYPING_SETTLE_S, FileItems, FileRow
+from gui.chat import ChatWorker
+from gui.file_items import TYPING_SETTLE_S, FileItems
 from headless import SESSION_LOG_DIR
 from project import PROJECT_FILE, PROVIDERS, DiscussionEntry, ProjectFileError, load_project_or_last_good, save_project
 from providers import catalog
 from providers.credentials import redact
-
-__all__ = ["CHAT_SYSTEM_PROMPT", "CommsLog", "CommsRow", "ContextState", "FileRow", "IMAGE_SUFFIXES",
-           "SOURCES", "UiError", "session_log_dir"]
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from imgui_bundle import imgui
 
-from gui.context_state import SOURCES, ContextState
+from gui.context_state import ContextState
+from gui.file_items import SOURCES
 from gui.panel_project import DIM_COLOR, ERROR_COLOR
 
 SOURCE_COLORS = {

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from imgui_bundle import imgui
 
-from gui.context_state import CommsLog
+from gui.comms_log import CommsLog
 from gui.panel_project import DIM_COLOR, ERROR_COLOR
 
 DIRECTION_COLORS = {"OUT": imgui.ImVec4(0.45, 0.75, 1.0, 1.0), "IN": imgui.ImVec4(0.55, 0.9, 0.55, 1.0)}

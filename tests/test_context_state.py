@@ -11,7 +11,9 @@ import pytest
 import ai_client
 import providers
 from file_cache import IMAGE_TOKENS
-from gui.context_state import CHAT_SYSTEM_PROMPT, CommsLog, ContextState
+from gui.chat import CHAT_SYSTEM_PROMPT
+from gui.comms_log import CommsLog
+from gui.context_state import ContextState
 from project import PROJECT_FILE, load_project
 from providers.mock import MockAdapter
 

@@ -11,13 +11,13 @@ import time
 import pytest
 
 import events
+from gui.layout import MOCK_BANNER
 from tests.gui.helpers import make_app, run_gui, wait_until
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_mock_banner_shows_when_no_key_is_set(xvfb_display, mock_env, tmp_path, artifacts_dir):
-    import gui_2
     app = make_app(tmp_path, provider=None)                       # no --provider, no key: the offline mock
     try:
         assert app.provider == "mock" and app.is_mock
@@ -28,8 +28,8 @@ def test_mock_banner_shows_when_no_key_is_set(xvfb_display, mock_env, tmp_path, 
             testing.capture(ctx, os.path.join(artifacts_dir, "app_shell_mock_banner.png"))
         run_gui(app, test)
         top = app.views["top_bar"]
-        assert top["banner"] == gui_2.MOCK_BANNER and top["frame"] >= 2
-        assert "GEMINI_API_KEY" in gui_2.MOCK_BANNER and top["error"] == ""
+        assert top["banner"] == MOCK_BANNER and top["frame"] >= 2
+        assert "GEMINI_API_KEY" in MOCK_BANNER and top["error"] == ""
         assert app.get_state_snapshot()["is_mock"] is True
     finally:
         app.shutdown()

@@ -19,7 +19,8 @@ from imgui_bundle.immapp import testing
 import ai_client
 import providers
 from gui import panel_budget, panel_comms, panel_discussion, panel_project
-from gui.context_state import CommsLog, ContextState
+from gui.comms_log import CommsLog
+from gui.context_state import ContextState
 from providers.mock import MockAdapter
 
 pytestmark = pytest.mark.usefixtures("xvfb_display")
