@@ -3,6 +3,8 @@
   mma-desk                       open the desktop app (same as `mma-desk gui`)
   mma-desk run --epic TEXT ...   the MMA pipeline headless (see headless.py)
   mma-desk resume TRACK_ID ...   continue a saved track; completed tickets are not re-run
+  mma-desk apply TRACK_ID        merge a track branch (mma/<track>) into your checked-out branch
+  mma-desk discard TRACK_ID      delete a track branch and its worktrees
   mma-desk skeleton FILE...      print tree-sitter views of files
   mma-desk import-track PATH     import a Conductor track (plan.md) as a ticket DAG
 """
@@ -28,6 +30,14 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="plan and execute an epic with no window")
     run.add_argument("--epic", required=True, help="what you want built")
     _common_run_args(run)
+    run.add_argument("--apply", action="store_true",
+                     help="merge the track branch into your branch when every ticket completed and QA passed")
+
+    for name, what in (("apply", "merge a track branch into your checked-out branch (fast-forward when possible)"),
+                       ("discard", "delete a track branch, its ticket branches and worktrees")):
+        cmd = sub.add_parser(name, help=what)
+        cmd.add_argument("track_id")
+        cmd.add_argument("--project", default=".", help="project folder (default: the current folder)")
 
     resume = sub.add_parser("resume", help="continue a saved track")
     resume.add_argument("track_id")
@@ -50,8 +60,12 @@ def _common_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--auto", action="store_true",
                    help="approve every worker spawn and step up front and execute the tickets")
     p.add_argument("--max-workers", type=int, help="parallel Tier 3 workers (default: project file, 4)")
-    p.add_argument("--allow-tools", choices=("none", "read", "all"), default="read",
-                   help="tools workers may use: none, read-only (default), or all incl. writes and shell")
+    p.add_argument("--allow-tools", choices=("none", "read", "write", "all"), default=None,
+                   help="tools workers may use: none, read-only, write (file writes in the ticket's worktree; "
+                        "the default in a git repository, else read), or all incl. shell")
+    p.add_argument("--git-init", action="store_true",
+                   help="if the project is not a git repository, make it one (git init + a first commit) "
+                        "so workers can change code on a track branch; without it they run read-only")
     p.add_argument("--show-streams", action="store_true", help="print model output as it streams")
 
 
@@ -136,7 +150,11 @@ def main(argv: list[str] | None = None) -> int:
         return headless.run_headless(
             getattr(args, "epic", None), args.project, provider=args.provider, auto=args.auto,
             max_workers=args.max_workers, allow_tools=args.allow_tools,
-            resume_id=getattr(args, "track_id", None), show_streams=args.show_streams)
+            resume_id=getattr(args, "track_id", None), show_streams=args.show_streams, git_init=args.git_init,
+            apply=getattr(args, "apply", False))
+    if args.command in ("apply", "discard"):
+        import headless
+        return headless.apply_or_discard(args.command, args.track_id, args.project)
     if args.command == "skeleton":
         return cmd_skeleton(args.files, args.mode)
     if args.command == "import-track":

@@ -6,10 +6,15 @@ change, writes every track in Conductor layout, and exits 0 only when every
 ticket completed.
 
 Approvals in headless mode: `--auto` is the user's up-front approval of
-every spawn and step; tool calls that write or run commands are refused
-unless `--allow-tools all` is given (read-only tools are always allowed).
-Without `--auto` the run stops after planning so the user can review the
-track files, then `mma-desk resume TRACK_ID --auto` executes them.
+every spawn and step.  In a git repository each ticket works in its own
+worktree and its changes land on the track branch `mma/<track>`, never on the
+user's branch: file writes there are allowed (`--allow-tools write`, the
+default), shell commands only with `--allow-tools all`.  Outside a repository
+the workers get read-only tools unless `--git-init` makes the folder a
+repository first.  Without `--auto` the run stops after planning so the user
+can review the track files, then `mma-desk resume TRACK_ID --auto` executes
+them.  `mma-desk apply|discard TRACK_ID` merge or drop a track branch
+(`--apply` on `run` applies a track that completed with QA passing).
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ from run_settings import RunSettings
 log = logging.getLogger(__name__)
 
 SESSION_LOG_DIR = ".mma_desk/logs"     # per project: JSON Lines comms logs, keys redacted
+FILE_WRITES = ("write_file", "patch_file")   # what --allow-tools write approves (inside a ticket's worktree)
 
 
 class ProgressPrinter:
@@ -62,6 +68,8 @@ class ProgressPrinter:
                 self.final_text[stream_id] = text
             case events.ErrorEvent(message=message, hint=hint):
                 self.line(f"ERROR: {message}" + (f" — {hint}" if hint else ""))
+            case events.LogLine(message=message):
+                self.line(f"NOTE: {message}")
             case events.StreamChunk(text=text) if self.show_streams:
                 self.out.write(text)
 
@@ -76,7 +84,7 @@ class ProgressPrinter:
 
     def _answer(self, request: events.ApprovalRequest) -> None:
         if request.kind == "tool":
-            approved = self.allow_tools == "all"
+            approved = self.allow_tools == "all" or (self.allow_tools == "write" and request.tool in FILE_WRITES)
             self.line(f"  tool {request.tool} for {request.ticket_id}: "
                       f"{'approved' if approved else 'refused (use --allow-tools all)'}")
         else:
@@ -129,7 +137,7 @@ def _usage_table(pipeline: Pipeline, line: Callable[[str], None]) -> None:
 
 
 async def _run(pipeline: Pipeline, printer: ProgressPrinter, epic: str | None, resume_id: str | None,
-               auto: bool) -> int:
+               auto: bool, apply: bool = False) -> int:
     loop = asyncio.get_running_loop()
     pipeline.event_queue.bind(loop)
     consumer = asyncio.create_task(_consume(pipeline.event_queue, printer))
@@ -177,19 +185,66 @@ async def _run(pipeline: Pipeline, printer: ProgressPrinter, epic: str | None, r
                 if t.status != COMPLETED:
                     failed += 1
                     printer.line(f"  {t.id} {t.status}: {t.blocked_reason or 'not run'}")
+        if track_engine is not None and track_engine.workspace is not None and track_engine.workspace.isolated:
+            _review(pipeline, track_engine, status, apply, printer)
     return 1 if failed or any(s not in ("completed", "planned") for s in results.values()) else 0
 
 
+def _review(pipeline: Pipeline, engine: mac.ConductorEngine, status: str, apply: bool,
+            printer: ProgressPrinter) -> None:
+    """How to look at the track branch and apply it; with `--apply`, apply a completed track."""
+    import track_git
+    workspace = engine.workspace
+    assert workspace is not None
+    tid, project = engine.track.id, pipeline.project_dir
+    commits = [t for t in engine.dag.tickets.values() if t.commit]
+    printer.line(f"  {len(commits)} commit(s) on {workspace.branch}: "
+                 + ", ".join(f"{t.id} [{t.commit[:7]}]" for t in commits))
+    qa = workspace.qa_results
+    if qa:
+        printer.line(f"  QA: {sum(r.passed for r in qa)} of {len(qa)} run(s) passed (last: {qa[-1].verdict})")
+    if apply and status == "completed":
+        try:
+            result = track_git.apply_track(project, tid)
+        except (ValueError, track_git.GitError) as exc:
+            printer.line(f"  NOT applied: {exc}")
+            return
+        printer.line(f"  {'applied' if result.applied else 'NOT applied'}: {result.message}")
+        return
+    if apply:
+        printer.line("  not applied: the track did not complete (--apply needs every ticket completed, QA passing)")
+    printer.line(f"  review: git log --stat {workspace.base[:7]}..{workspace.branch}")
+    printer.line(f"  apply:  mma-desk apply {tid} --project {project}   (merges it into your branch)")
+    printer.line(f"  drop:   mma-desk discard {tid} --project {project}")
+
+
 def run_headless(epic: str | None, project_dir: str, *, provider: str | None = None, auto: bool = False,
-                 max_workers: int | None = None, allow_tools: str = "read", resume_id: str | None = None,
-                 out: TextIO | None = None, show_streams: bool = False) -> int:
+                 max_workers: int | None = None, allow_tools: str | None = None, resume_id: str | None = None,
+                 out: TextIO | None = None, show_streams: bool = False, git_init: bool = False,
+                 apply: bool = False) -> int:
     import ai_client
     import project
+    import track_git
     root = Path(project_dir)
     root.mkdir(parents=True, exist_ok=True)
+    stream = out or sys.stdout
+    in_git = track_git.Repo.find(root) is not None
+    if not in_git and git_init and auto:
+        try:
+            track_git.init_repository(root)
+        except (track_git.GitError, ValueError) as exc:
+            print(f"FAILED: git init of {root}: {exc}", file=stream, flush=True)
+            return 2
+        print(f"Made {root} a git repository (git init, first commit of what was there)", file=stream, flush=True)
+        in_git = True
+    elif not in_git and auto:
+        print(f"NOTE: {root} is not a git repository, so the workers run with read-only tools and change "
+              "nothing. Run again with --git-init to make it one (git init + a first commit of what is "
+              "there); each ticket then works in its own git worktree on a track branch.", file=stream, flush=True)
+    allow_tools = allow_tools or ("write" if in_git else "read")
     ai_client.configure(session_log_dir=root / SESSION_LOG_DIR)
     cfg, error = project.load_project_or_last_good(root)
-    printer = ProgressPrinter(out or sys.stdout, auto, allow_tools, show_streams)
+    printer = ProgressPrinter(stream, auto, allow_tools, show_streams)
     if error is not None:
         printer.line(f"WARNING: {error} (using the last good settings)")
     # Precedence: --provider / MMA_PROVIDER, then a saved project file, then a key in the env, then mock.
@@ -198,10 +253,28 @@ def run_headless(epic: str | None, project_dir: str, *, provider: str | None = N
     models = cfg.models if saved and provider in (None, cfg.provider) else None
     settings = RunSettings.for_provider(
         provider, models, max_workers=max_workers or cfg.budgets.max_workers, auto_queue=True,
-        require_spawn_approval=False, tools_enabled=allow_tools in ("read", "all"),
+        require_spawn_approval=False, tools_enabled=allow_tools in ("read", "write", "all"),
         approval_timeout=cfg.budgets.approval_timeout_s)
     pipeline = Pipeline(root, settings)
     if not epic and not resume_id:
         printer.line("nothing to do: give --epic TEXT or resume TRACK_ID")
         return 2
-    return asyncio.run(_run(pipeline, printer, epic, resume_id, auto))
+    return asyncio.run(_run(pipeline, printer, epic, resume_id, auto, apply))
+
+
+def apply_or_discard(command: str, track_id: str, project_dir: str, out: TextIO | None = None) -> int:
+    """`mma-desk apply|discard TRACK_ID --project DIR`: what the Changes window's buttons do."""
+    import track_git
+    stream = out or sys.stdout
+    try:
+        if command == "apply":
+            result = track_git.apply_track(project_dir, track_id)
+            print(result.message, file=stream, flush=True)
+            return 0 if result.applied else 1
+        gone = track_git.discard_track(project_dir, track_id)
+        print(f"discarded track {track_id}: deleted {', '.join(gone) if gone else 'no branch (none left)'}",
+              file=stream, flush=True)
+        return 0
+    except (ValueError, track_git.GitError) as exc:
+        print(f"error: {exc}", file=stream, flush=True)
+        return 1

@@ -77,6 +77,7 @@ class Ticket:
     blocked_reason: str = ""
     result: str = ""
     diagnosis: str = ""            # Tier 4 analysis of the last failure
+    commit: str = ""               # its commit on the track branch (git workspace); "" if none
     usage: TokenUsage = field(default_factory=TokenUsage)
     started_at: float | None = None    # wall-clock time.time() of the last attempt's start
     finished_at: float | None = None   # and of its end (None while running)
@@ -118,6 +119,7 @@ class Ticket:
             blocked_reason=_optional(data, "blocked_reason", str, "", where),
             result=_optional(data, "result", str, "", where),
             diagnosis=_optional(data, "diagnosis", str, "", where),
+            commit=_optional(data, "commit", str, "", where),
             usage=TokenUsage(int(usage.get("input", 0)), int(usage.get("output", 0))),
             started_at=_optional(data, "started_at", (int, float), None, where),
             finished_at=_optional(data, "finished_at", (int, float), None, where),
@@ -186,6 +188,9 @@ class WorkerContext:
     model_name: str
     messages: list[dict] = field(default_factory=list)
     provider: str = ""
+    base_dir: str = ""             # where its tools work (its git worktree); "" = the host's base_dir
+    read_only: bool = False        # only the read-only tools (a project that is not a git repository)
+    notes: str = ""                # engine notes for this attempt's prompt (e.g. a merge conflict)
 
 
 class TierUsage(dict):

@@ -34,10 +34,12 @@ import approvals
 import events
 from approvals import DEFAULT_APPROVAL_TIMEOUT, confirm_execution, confirm_spawn
 from dag_engine import ExecutionEngine, TrackDAG
-from models import IN_PROGRESS, Ticket, TierUsage, Track, WorkerContext, new_tier_usage, utc_now
+from models import COMPLETED, IN_PROGRESS, Ticket, TierUsage, Track, WorkerContext, new_tier_usage, utc_now
 from planning import parse_json_tickets
 from providers.base import ProviderError
 from run_settings import RunSettings
+from track_git import GitError
+from track_workspace import Landing, LandingKind, TrackWorkspace
 from worker import TIER3_SYSTEM, OutcomeKind, WorkerOutcome, build_worker_prompt, run_worker_lifecycle, worker_stream_id
 
 log = logging.getLogger(__name__)
@@ -68,7 +70,8 @@ class ConductorEngine:
                  auto_queue: bool = False, *, settings: RunSettings | None = None, base_dir: str = ".",
                  tier_usage: dict | None = None,
                  on_state_change: Callable[[ConductorEngine], None] | None = None,
-                 worker_fn: Callable[..., WorkerOutcome] | None = None):
+                 worker_fn: Callable[..., WorkerOutcome] | None = None,
+                 workspace: TrackWorkspace | None = None):
         settings = settings or RunSettings.for_provider()
         if auto_queue and not settings.auto_queue:
             settings = settings.replace(auto_queue=True)
@@ -100,6 +103,12 @@ class ConductorEngine:
         self._ticket_dicts: dict[str, dict] = {}
         self._dirty: set[str] = set(self.dag.tickets)
         self._emit_handle: asyncio.TimerHandle | None = None
+        # Git (track_workspace.py): a worktree per running ticket, its commit landed on the track
+        # branch one at a time in DAG order.  None: workers use `base_dir` directly.
+        self.workspace = workspace
+        self._to_land: dict[str, WorkerOutcome] = {}
+        self._landing: asyncio.Future | None = None
+        self._landing_ids: list[str] = []
 
     def model_for(self, ticket: Ticket) -> str:
         """The Tier 3 model of the ticket's next attempt (escalating with its retries)."""
@@ -187,6 +196,8 @@ class ConductorEngine:
             pending = list(self._approvals) + list(self._step_requests.values())
         for future in pending:
             future.cancel()
+        if self.workspace is not None:
+            self.workspace.cancel()           # a QA command in progress is killed
         self._on_loop(lambda: None)
 
     # -- state snapshots ------------------------------------------------------------------
@@ -259,18 +270,23 @@ class ConductorEngine:
         executor = ThreadPoolExecutor(max_workers, thread_name_prefix=f"mma-{self.track.id}")
         workers: dict[str, asyncio.Future] = {}       # ticket id -> its worker's outcome
         diagnoses: dict[str, asyncio.Future] = {}     # ticket id -> its Tier 4 diagnosis
+        if self.workspace is not None and not await self._open_workspace(loop, executor):
+            executor.shutdown(wait=False)
+            return self.status
         self.status, self.active_tier = "running", "Tier 3"
         self.track.status = "in_progress"
         self._emit_state()
         try:
             while not self._aborted:
                 self._ask_step_approvals(loop)
-                batch = self.execution.tick(limit=max_workers - len(workers) - len(diagnoses))
+                busy = len(workers) + len(diagnoses) + (self._landing is not None)
+                batch = self.execution.tick(limit=max_workers - busy)
                 released = time.time()                 # one moment for the whole batch
                 for ticket in batch:
                     workers[ticket.id] = self._start(ticket, released, executor, loop, md_content)
                 self.running = set(workers)
-                if workers or diagnoses:
+                self._start_landing(executor, loop, idle=not workers and not diagnoses)
+                if workers or diagnoses or self._landing is not None:
                     self._request_emit()
                 elif self.execution.is_complete() or self.execution.is_stuck():
                     break
@@ -280,12 +296,19 @@ class ConductorEngine:
                     self._apply(self._outcome_of(tid, workers.pop(tid)), executor, loop, diagnoses)
                 for tid in [tid for tid, fut in diagnoses.items() if fut.done()]:
                     self._diagnosed(tid, diagnoses.pop(tid))
+                if self._landing is not None and self._landing.done():
+                    self._landed(self._landing, executor, loop, diagnoses)
             pending = list(workers.values()) + list(diagnoses.values())
+            pending += [self._landing] if self._landing is not None else []
             if self._aborted and pending:
                 await asyncio.wait(pending, timeout=2.0)
                 for tid in [tid for tid, fut in workers.items() if fut.done()]:
                     self._apply(self._outcome_of(tid, workers.pop(tid)), executor, loop, diagnoses)
+                if self._landing is not None and self._landing.done():
+                    self._landed(self._landing, executor, loop, diagnoses)
         finally:
+            if self.workspace is not None:
+                await self._close_workspace()
             executor.shutdown(wait=False, cancel_futures=True)
             self.running = set()
             if self._emit_handle is not None:
@@ -304,11 +327,136 @@ class ConductorEngine:
         ticket.assigned_to = context.model_name
         ticket.started_at, ticket.finished_at = released, None
         self._touch(ticket.id)
-        future = loop.run_in_executor(executor, self.worker_fn, ticket, context,
-                                      ticket.context_requirements, self.event_queue, self,
-                                      md_content, loop)
+        if self.workspace is not None:         # its own worktree first, in the pool
+            context.notes = self.workspace.take_note(ticket.id)
+            future = loop.run_in_executor(executor, self._run_in_workspace, ticket, context, md_content, loop)
+        else:
+            future = loop.run_in_executor(executor, self.worker_fn, ticket, context,
+                                          ticket.context_requirements, self.event_queue, self,
+                                          md_content, loop)
         future.add_done_callback(lambda _f: self._kick())
         return future
+
+    # -- the git workspace (track_workspace.py); every git call runs off the loop thread ----------
+    async def _open_workspace(self, loop: asyncio.AbstractEventLoop, executor: ThreadPoolExecutor) -> bool:
+        """The track branch and its worktree; tickets whose commits are already on it are completed."""
+        workspace = self.workspace
+        assert workspace is not None
+        try:
+            landed = await loop.run_in_executor(executor, workspace.open)
+        except (GitError, OSError) as exc:
+            log.error("track %s: git workspace failed: %s", self.track.id, exc)
+            events.emit(self.event_queue, events.ErrorEvent(
+                f"track {self.track.id} cannot start: {exc}", "fix the repository (see the message), then resume"))
+            self.status = self.track.status = "error"
+            self._emit_state()
+            return False
+        for note in workspace.notes:
+            log.info("track %s: %s", self.track.id, note)
+            events.emit(self.event_queue, events.LogLine(note))
+        for tid, sha in landed.items():
+            ticket = self.dag.tickets.get(tid)
+            if ticket is not None:
+                ticket.commit = sha
+                if ticket.status != COMPLETED:        # landed just before a crash: never redone
+                    log.info("ticket %s is already on the track branch (%s): completed", tid, sha[:7])
+                    ticket.blocked_reason = ""
+                    self.execution.mark_completed(tid)
+                self._touch(tid)
+        return True
+
+    async def _close_workspace(self) -> None:
+        assert self.workspace is not None
+        for tid in self._to_land:                      # aborted before landing: they run again
+            self.execution.requeue(tid)
+            self._touch(tid)
+        self._to_land.clear()
+        try:
+            await asyncio.to_thread(self.workspace.close)
+        except asyncio.CancelledError:
+            self.workspace.close()
+            raise
+
+    def _run_in_workspace(self, ticket: Ticket, context: WorkerContext, md_content: str,
+                          loop: asyncio.AbstractEventLoop) -> WorkerOutcome:
+        """Pool thread: the ticket's worktree, then the worker in it; an attempt that is not DONE is discarded."""
+        assert self.workspace is not None
+        try:
+            place = self.workspace.prepare(ticket.id)
+        except GitError as exc:
+            log.error("no worktree for %s: %s", ticket.id, exc)
+            return WorkerOutcome(ticket.id, OutcomeKind.ERROR, reason=f"could not make its worktree: {exc}",
+                                 model=context.model_name)
+        context.base_dir, context.read_only = place.base_dir, place.read_only
+        outcome = None
+        try:
+            outcome = self.worker_fn(ticket, context, ticket.context_requirements, self.event_queue, self,
+                                     md_content, loop)
+            return outcome
+        finally:
+            if not (isinstance(outcome, WorkerOutcome) and outcome.kind is OutcomeKind.DONE):
+                self.workspace.discard(ticket.id)
+
+    def _start_landing(self, executor: ThreadPoolExecutor, loop: asyncio.AbstractEventLoop, idle: bool) -> None:
+        """Land one finished ticket (the first in DAG order), or, when nothing else runs, check a level."""
+        workspace = self.workspace
+        if workspace is None or self._landing is not None:
+            return
+        call: Callable[[], list[Landing]]
+        if self._to_land:
+            tid = min(self._to_land, key=self.dag.position)
+            outcome, ticket = self._to_land.pop(tid), self.dag.tickets[tid]
+            model = outcome.model or ticket.assigned_to
+            call = functools.partial(workspace.land_all, tid, ticket.description, model)
+            self._landing_ids = [tid]
+        elif idle and workspace.has_unverified():
+            call, self._landing_ids = workspace.verify_level, workspace.unverified_ids()
+        else:
+            return
+        self._landing = loop.run_in_executor(executor, call)
+        self._landing.add_done_callback(lambda _f: self._kick())
+
+    def _landed(self, future: asyncio.Future, executor: ThreadPoolExecutor, loop: asyncio.AbstractEventLoop,
+                diagnoses: dict[str, asyncio.Future]) -> None:
+        """Apply what landing did to each ticket (loop thread)."""
+        self._landing = None
+        if future.cancelled() or future.exception() is not None:
+            error = "cancelled" if future.cancelled() else repr(future.exception())
+            log.error("landing %s failed: %s", self._landing_ids, error)
+            results = [Landing(tid, LandingKind.ERROR, message=f"landing failed: {error}") for tid in self._landing_ids]
+        else:
+            results = future.result()
+        for landing in results:
+            self._apply_landing(landing, executor, loop, diagnoses)
+        self._request_emit()
+
+    def _apply_landing(self, landing: Landing, executor: ThreadPoolExecutor, loop: asyncio.AbstractEventLoop,
+                       diagnoses: dict[str, asyncio.Future]) -> None:
+        assert self.workspace is not None
+        ticket, kind = self.dag.tickets[landing.ticket_id], landing.kind
+        self._touch(ticket.id)
+        if landing.qa is not None:
+            events.emit(self.event_queue, events.LogLine(
+                f"QA {landing.qa.verdict} after {', '.join(landing.qa.tickets)} ({landing.qa.seconds:.1f} s)"))
+        if kind in (LandingKind.COMMITTED, LandingKind.NO_CHANGE):
+            ticket.commit, ticket.blocked_reason = landing.sha, ""
+            self.execution.mark_completed(ticket.id)
+        elif kind is LandingKind.CONFLICT and self.workspace.conflict_rerun(landing):
+            ticket.blocked_reason = f"{landing.message}: running again on top of the new track head"
+            self.execution.requeue(ticket.id)
+        elif kind is LandingKind.CONFLICT:
+            self.execution.mark_blocked(ticket.id, f"{landing.message} again; its work is kept on branch "
+                                                   f"{self.workspace.ticket_branch(ticket.id)}")
+        elif kind is LandingKind.QA_FAILED and landing.qa is not None:
+            lines = [ln for ln in landing.qa.output.splitlines() if ln.strip()]
+            reason = landing.message + (f": {lines[-1].strip()[:200]}" if lines else "")
+            self.execution.mark_blocked(ticket.id, reason)
+            self._diagnose_or_retry(ticket, True, f"{reason}\n\nOutput of the QA command:\n"
+                                    f"{landing.qa.output[-4000:]}", executor, loop, diagnoses)
+        elif kind is LandingKind.CANCELLED:
+            self.execution.requeue(ticket.id)
+        elif kind is not LandingKind.MERGED:          # MERGED: in progress until its level's QA
+            self.execution.mark_blocked(ticket.id, landing.message)
 
     def _outcome_of(self, ticket_id: str, future: asyncio.Future) -> WorkerOutcome:
         """The worker's outcome; a worker that raised or returned something else is an error."""
@@ -332,6 +480,11 @@ class ConductorEngine:
         outcome.record_on(ticket)
         self.add_usage("Tier 3", outcome.usage.input_tokens, outcome.usage.output_tokens,
                        outcome.model or None)
+        if outcome.kind is OutcomeKind.DONE and self.workspace is not None and self.workspace.isolated:
+            self._to_land[ticket.id] = outcome    # in progress until its commit is on the track branch
+            self._touch(ticket.id)
+            self._request_emit()
+            return
         status = outcome.ticket_status
         if status == "completed":
             self.execution.mark_completed(ticket.id)
@@ -340,13 +493,19 @@ class ConductorEngine:
         else:
             self.execution.mark_blocked(ticket.id, outcome.reason)
         self._touch(ticket.id)
-        if outcome.retryable and self.settings.diagnose_failures and not self._aborted:
-            future = loop.run_in_executor(executor, self._diagnose, ticket.id, ticket.description, outcome.reason)
+        self._diagnose_or_retry(ticket, outcome.retryable, outcome.reason, executor, loop, diagnoses)
+        self._request_emit()
+
+    def _diagnose_or_retry(self, ticket: Ticket, retryable: bool, failure: str, executor: ThreadPoolExecutor,
+                           loop: asyncio.AbstractEventLoop, diagnoses: dict[str, asyncio.Future]) -> None:
+        """A retryable failure gets a Tier 4 diagnosis of `failure` first (its retry follows in
+        `_diagnosed`); anything else is retried at once if that can help."""
+        if retryable and self.settings.diagnose_failures and not self._aborted:
+            future = loop.run_in_executor(executor, self._diagnose, ticket.id, ticket.description, failure)
             future.add_done_callback(lambda _f: self._kick())
             diagnoses[ticket.id] = future
         else:
-            self._retry_if_useful(ticket, outcome.retryable)
-        self._request_emit()
+            self._retry_if_useful(ticket, retryable)
 
     def _diagnosed(self, ticket_id: str, future: asyncio.Future) -> None:
         ticket = self.dag.tickets[ticket_id]

@@ -26,6 +26,7 @@ from models import BLOCKED, TODO, TierUsage, Track, new_tier_usage
 from planning import PlanningError
 from providers.base import ProviderError
 from run_settings import RunSettings
+from track_workspace import TrackWorkspace
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,9 @@ class Pipeline:
         self.epic = ""
         self._epic_usage: tuple[int, int, str] | None = None
         self.md_content = ""
+        # "auto": each track in its own git worktrees when the project is in a repository, else with
+        # read-only tools (track_workspace.py); "off": workers write into the project folder itself.
+        self.workspace_mode = "auto"
 
     # -- helpers -------------------------------------------------------------------
     @property
@@ -99,9 +103,11 @@ class Pipeline:
         if not self.persist:
             return
         import conductor_io
+        extra: dict[str, Any] = {"provider": self.provider, "epic": self.epic}
+        if engine.workspace is not None:
+            extra["git"] = engine.workspace.describe()
         conductor_io.save_track(self.project_dir, engine.track, spec_text=self._spec(engine.track),
-                                tier_usage=engine.tier_usage.snapshot(),
-                                extra_state={"provider": self.provider, "epic": self.epic})
+                                tier_usage=engine.tier_usage.snapshot(), extra_state=extra)
 
     def _spec(self, track: Track) -> str:
         epic = f"\n## Epic\n\n{self.epic}\n" if self.epic else ""
@@ -132,10 +138,21 @@ class Pipeline:
         track.tickets = list(tickets)
         return self.engine_for(track, ledger)
 
-    def engine_for(self, track: Track, ledger: TierUsage | None = None) -> mac.ConductorEngine:
+    def workspace_for(self, track: Track, base: str = "") -> TrackWorkspace | None:
+        """The track's git workspace (or read-only one); None with `workspace_mode = "off"`."""
+        if self.workspace_mode == "off":
+            return None
+        import project
+        cfg, _error = project.load_project_or_last_good(self.project_dir)
+        workspace = TrackWorkspace.for_project(self.project_dir, track.id, cfg.qa)
+        workspace.base = base
+        return workspace
+
+    def engine_for(self, track: Track, ledger: TierUsage | None = None, base: str = "") -> mac.ConductorEngine:
         engine = mac.ConductorEngine(
             track, self.event_queue, settings=self.settings, base_dir=str(self.project_dir),
-            tier_usage=ledger if ledger is not None else self._track_ledger(), on_state_change=self.save)
+            tier_usage=ledger if ledger is not None else self._track_ledger(), on_state_change=self.save,
+            workspace=self.workspace_for(track, base))
         self.engines[track.id] = engine
         if track not in self.tracks:
             self.tracks.append(track)
@@ -158,7 +175,9 @@ class Pipeline:
             if ticket.status == BLOCKED:
                 ticket.status, ticket.retry_count = TODO, 0
         self._bind_queue(asyncio.get_running_loop())
-        return await self.engine_for(track, self._track_ledger(saved=usage or {})).run(self.md_content)
+        git = extras.get("git")
+        base = git.get("base", "") if isinstance(git, dict) and isinstance(git.get("base"), str) else ""
+        return await self.engine_for(track, self._track_ledger(saved=usage or {}), base).run(self.md_content)
 
     # -- status events --------------------------------------------------------------------
     def _status(self, status: str, tier: str | None, track: Track | None = None) -> events.StateUpdate:

@@ -31,6 +31,7 @@ from atomic_files import atomic_write_bytes, atomic_write_text, remove_stale_tem
 from models import TIERS, utc_now
 from providers import catalog
 from providers.catalog import TierConfigError, TierModels
+from track_qa import RUN_AFTER, QaConfig
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ class ProjectConfig:
     models: dict[str, Any] = field(default_factory=default_tier_models)
     budgets: Budgets = field(default_factory=Budgets)
     prices: dict[str, ModelPrice] = field(default_factory=default_prices)
+    qa: QaConfig = field(default_factory=QaConfig)     # [qa]: the check run after merges (track_qa.py)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -346,6 +348,16 @@ def _budgets(raw: Any) -> Budgets:
     return b
 
 
+def _qa(raw: Any) -> QaConfig:
+    t, w = _table(raw, "qa"), "qa."
+    timeout = float(_get(t, "timeout_s", (int, float), QaConfig.timeout_s, w, "a number of seconds"))
+    if timeout <= 0:
+        raise _BadValue(w + "timeout_s", f"expected a positive number, got {_show(timeout)}")
+    return QaConfig(command=_get(t, "command", str, "", w, "a shell command, e.g. \"pytest -q\""),
+                    timeout_s=timeout, run_after=_choice(t, "run_after", RUN_AFTER, "merge", w),
+                    extra=_rest(t, ("command", "timeout_s", "run_after")))
+
+
 def _prices(raw: Any) -> dict[str, ModelPrice]:
     out = {}
     for model, item in _table(raw, "prices").items():
@@ -365,7 +377,7 @@ def _price(table: dict, key: str, where: str) -> float:
 
 
 _TOP_KEYS = ("name", "provider", "files", "screenshots", "discussions", "discussion_order",
-             "active_discussion", "models", "budgets", "prices")
+             "active_discussion", "models", "budgets", "prices", "qa")
 
 
 def _ordered(discussions: dict, order: list[str]) -> dict:
@@ -390,6 +402,7 @@ def config_from_dict(data: dict, root: str | Path) -> ProjectConfig:
         models=_models(data.get("models", {}), provider),
         budgets=_budgets(data.get("budgets", {})),
         prices=_prices(data["prices"]) if "prices" in data else default_prices(),
+        qa=_qa(data.get("qa", {})),
         extra=_rest(data, _TOP_KEYS))
     if cfg.active_discussion not in cfg.discussions:
         if cfg.active_discussion:   # tolerate a hand-typed name: start it empty
@@ -416,6 +429,9 @@ def config_to_dict(cfg: ProjectConfig) -> dict:
                                for e in entries]
                         for name, entries in cfg.discussions.items()},
     }
+    if cfg.qa != QaConfig() or cfg.qa.extra:      # written only once the user has set it
+        data["qa"] = {**cfg.qa.extra, "command": cfg.qa.command, "timeout_s": cfg.qa.timeout_s,
+                      "run_after": cfg.qa.run_after}
     data.update((k, v) for k, v in cfg.extra.items() if k not in data)
     return _toml_safe(data)
 

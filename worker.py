@@ -29,6 +29,7 @@ import events
 from models import BLOCKED, COMPLETED, TODO, Ticket, WorkerContext
 from providers.base import CancelledByUser, ProviderError, Usage
 from run_settings import RunSettings
+from tools import registry as tool_registry
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class WorkerHost(Protocol):
     def session_ended(self, ticket_id: str) -> None: ...
 
 
-def build_worker_prompt(ticket: Ticket) -> str:
+def build_worker_prompt(ticket: Ticket, notes: str = "") -> str:
     parts = [f"<TICKET>\nTicket {ticket.id}: {ticket.description}\n</TICKET>"]
     if ticket.context_requirements:
         parts.append("Relevant files: " + ", ".join(ticket.context_requirements))
@@ -107,6 +108,8 @@ def build_worker_prompt(ticket: Ticket) -> str:
         parts.append(f"This is retry {ticket.retry_count}. Previous attempt: {ticket.blocked_reason}")
         if ticket.diagnosis:
             parts.append(f"QA diagnosis: {ticket.diagnosis}")
+    if notes:
+        parts.append(notes)
     return "\n\n".join(parts)
 
 
@@ -152,7 +155,7 @@ def run_worker_lifecycle(ticket: Ticket, context: WorkerContext, context_files: 
                  billed.input_tokens, billed.output_tokens)
         return outcome
 
-    prompt = build_worker_prompt(ticket)
+    prompt = build_worker_prompt(ticket, context.notes)
     settings = engine.settings if engine is not None else None
     timeout = settings.approval_timeout if settings is not None else approvals.DEFAULT_APPROVAL_TIMEOUT
     on_request = engine.approval_requested if engine is not None else None
@@ -175,8 +178,10 @@ def run_worker_lifecycle(ticket: Ticket, context: WorkerContext, context_files: 
                                                on_request=on_request)
         return {"approved": decision.approved, "args": decision.edits.get("args", args)}
 
-    tools = bool(settings is not None and settings.tools_enabled)
-    base_dir = engine.base_dir if engine is not None else "."
+    tools: bool | list = bool(settings is not None and settings.tools_enabled)
+    if tools and context.read_only:
+        tools = tool_registry.READ_ONLY_SPECS
+    base_dir = context.base_dir or (engine.base_dir if engine is not None else ".")
     provider = context.provider or (settings.provider if settings is not None else None)
     kind, text, reason = OutcomeKind.DONE, "", ""
     with ai_client.session_scope(provider, model, label=stream_id):

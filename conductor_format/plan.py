@@ -4,7 +4,7 @@ Import is tolerant of real-world plans (see docs/guide_persistence.md):
 long lines, inline code, nested sub-tasks, `[x]`/`[~]`/`[ ]` markers with a
 trailing commit SHA, CRLF, any heading level, and plans whose line breaks
 were lost altogether.  Write-back only ever changes the checkbox characters
-of task lines.
+of task lines and appends a completed task's commit SHA (`[abc1234]`).
 
 Ticket id rule: a task whose text starts with `Task <label>:` gets the id
 `<label>` (e.g. "1.1"); any other task gets `<phase>.<n>`, where `<phase>` is
@@ -305,17 +305,44 @@ def plan_to_tickets(parsed: ParsedPlan) -> list[Ticket]:
 # ================================================================ writing
 
 def apply_status_markers(text: str, tickets: list[Ticket]) -> tuple[str, list[str]]:
-    """Return (new text, ids changed): only checkbox characters of matching task lines change."""
-    wanted = {t.id: t.status for t in tickets}
-    chars = list(text)
+    """Return (new text, ids changed).  Only the checkbox characters of matching task lines
+    change, plus, Conductor style, the short SHA of a completed ticket's commit at the end of
+    its task line (`- [x] Task 1.2: ... [abc1234]`, an older SHA there replaced)."""
+    wanted = {t.id: t for t in tickets}
+    edits: list[tuple[int, int, str]] = []        # (start, end, replacement), applied back to front
     changed = []
     for task in parse_plan(text).tasks:
-        status = wanted.get(task.id)
-        if status is None or _MARK_STATUS[task.marker] == _effective(status):
+        ticket = wanted.get(task.id)
+        if ticket is None:
             continue
-        chars[task.marker_offset] = _STATUS_MARK.get(status, " ")
-        changed.append(task.id)
-    return "".join(chars), changed
+        touched = False
+        if _MARK_STATUS[task.marker] != _effective(ticket.status):
+            edits.append((task.marker_offset, task.marker_offset + 1, _STATUS_MARK.get(ticket.status, " ")))
+            touched = True
+        sha = ticket.commit[:7] if ticket.status == COMPLETED else ""
+        if sha and not (task.commit and sha.lower().startswith(task.commit.lower()[:7])):
+            span = _commit_span(text, task)
+            if span is not None:
+                edits.append((*span, f" [{sha}]"))
+                touched = True
+        if touched:
+            changed.append(task.id)
+    chars = text
+    for start, end, replacement in sorted(edits, reverse=True):
+        chars = chars[:start] + replacement + chars[end:]
+    return chars, changed
+
+
+def _commit_span(text: str, task: ParsedTask) -> tuple[int, int] | None:
+    """Where the task line's trailing `[sha]` is (or would go): right after the task's text."""
+    if not task.text:
+        return None
+    at = text.find(task.text, task.marker_offset)
+    if at < 0:
+        return None
+    end = at + len(task.text)
+    old = re.compile(r"[ \t]*\[[0-9a-fA-F]{7,40}\]").match(text, end)
+    return (end, old.end()) if old else (end, end)
 
 
 def _effective(status: str) -> str:
@@ -324,7 +351,7 @@ def _effective(status: str) -> str:
 
 
 def write_back_status(plan_path: str | Path, tickets: list[Ticket]) -> list[str]:
-    """Sync plan.md checkboxes with ticket status; returns the ids whose marker changed."""
+    """Sync plan.md checkboxes (and commit SHAs) with the tickets; returns the ids whose line changed."""
     plan_path = Path(plan_path)
     text = read_text(plan_path)
     new_text, changed = apply_status_markers(text, tickets)

@@ -10,6 +10,15 @@ Markers in a ticket or epic text steer it, for demos and tests:
   `[tool]`  -> calls the read-only `list_directory` tool first
   `[write]` -> calls `write_file` (needs approval) before answering
   `[fail]`  -> raises a BadRequestError (exercises error surfacing, no retry delay)
+  `[conflict]` -> its shared-file edit also rewrites the file's "Last edit:" line, so two
+                tickets that run in parallel edit the same line (a merge conflict)
+
+Real edits: a Tier 3 worker that is offered `write_file` (a git workspace with write tools)
+and carries neither `[write]` nor `[tool]` changes files through the real tools, so
+worktrees, commits, merges and conflicts are exercised offline.  It writes
+`mma_mock/<ticket>.md` (derived from the ticket and the model), reads
+`mma_mock/shared.md` and writes it back with its own section filled in (T1 creates the file
+with a section for T1..T4, far enough apart that parallel tickets merge cleanly).
 """
 from __future__ import annotations
 
@@ -107,6 +116,10 @@ class MockAdapter:
             return f"BLOCKED: '{_short_title(ticket)}' needs a stronger model than {request.model}."
         had_tool_result = any(m.get("role") == "tool" for m in request.messages)
         tool_names = {t.name for t in request.tools}
+        if "write_file" in tool_names and "[write]" not in ticket and "[tool]" not in ticket:
+            edit = _real_edit(ticket, request)
+            if edit is not None:
+                return edit
         if not had_tool_result:
             if "[write]" in ticket and "write_file" in tool_names:
                 return ToolCall("mock_call_1", "write_file",
@@ -158,6 +171,50 @@ class MockAdapter:
         pieces = re.findall(r"\S+\s*|\s+", text)
         n = self.chunk_words
         return ["".join(pieces[i:i + n]) for i in range(0, len(pieces), n)]
+
+
+SHARED_FILE = "mma_mock/shared.md"
+SHARED_SLOTS = ("T1", "T2", "T3", "T4")      # the tickets the mock's Tier 2 plans
+_PENDING = "(pending)"
+
+
+def _real_edit(ticket: str, request: ChatRequest) -> ToolCall | None:
+    """The next tool call of a mock worker's real edit, or None once it is done."""
+    m = re.search(r"Ticket (\S+?):\s*(.*)", ticket)
+    tid, desc = (m.group(1), m.group(2).strip()) if m else ("ticket", ticket.strip())
+    results = [m for m in request.messages if m.get("role") == "tool"]
+    step = len(results)
+    if step == 0:
+        content = f"# {tid}\n\n{desc.splitlines()[0] if desc else tid}\n\nMade by {request.model} (mock provider).\n"
+        return ToolCall("mock_edit_1", "write_file", {"path": f"mma_mock/{tid}.md", "content": content})
+    if step == 1:
+        return ToolCall("mock_edit_2", "read_file", {"path": SHARED_FILE})
+    if step == 2:
+        current = str(results[-1].get("content", ""))
+        text = _shared_text(current, tid, f"{tid} done by {request.model}", "[conflict]" in ticket)
+        return ToolCall("mock_edit_3", "write_file", {"path": SHARED_FILE, "content": text})
+    return None
+
+
+def _shared_text(current: str, tid: str, line: str, conflict: bool) -> str:
+    """`mma_mock/shared.md` with `tid`'s section set to `line` (created with all slots if missing)."""
+    if current.startswith(("ERROR", "REFUSED")) or "## " not in current:
+        slots = list(dict.fromkeys([*SHARED_SLOTS, tid]))
+        current = "# Shared file of the mock workers\n\nLast edit: nobody\n" + "".join(
+            f"\n## {s}\n{_PENDING}\n" for s in slots)
+    lines = current.splitlines()
+    header = f"## {tid}"
+    if header in lines:
+        at = lines.index(header) + 1
+        if at < len(lines):
+            lines[at] = line
+        else:
+            lines.append(line)
+    else:
+        lines += ["", header, line]
+    if conflict:
+        lines = [f"Last edit: {tid}" if ln.startswith("Last edit:") else ln for ln in lines]
+    return "\n".join(lines) + "\n"
 
 
 def _extract_block(text: str, tag: str) -> str:

@@ -195,6 +195,7 @@ _TOOLS: dict[str, _Tool] = {t.name: t for t in (
 
 TOOL_SPECS: list[ToolSpec] = [tool.spec() for tool in _TOOLS.values()]
 TOOL_NAMES: tuple[str, ...] = tuple(_TOOLS)
+READ_ONLY_SPECS: list[ToolSpec] = [tool.spec() for tool in _TOOLS.values() if not tool.needs_approval]
 
 
 # ---------------------------------------------------------------- public API
@@ -322,4 +323,4 @@ def _fallback_summary(name: Any, args: Any) -> str:
         return f"{name}(<unprintable arguments>)"
 
 
-__all__ = ["TOOL_SPECS", "TOOL_NAMES", "ToolError", "needs_approval", "describe", "execute"]
+__all__ = ["TOOL_SPECS", "TOOL_NAMES", "READ_ONLY_SPECS", "ToolError", "needs_approval", "describe", "execute"]
