@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import ai_client
 import events
 import project as project_mod
+from gui.changes import ChangesCommands, ChangesState
 from gui.commands import RUN_LABELS, PipelineCommands
 from gui.comms_log import CommsLog
 from gui.context_state import ContextState, session_log_dir
@@ -67,7 +68,7 @@ SHUTDOWN_GRACE_S = 3.0                 # an aborted track gets this long to stop
 HOOK_URL_PREFIX = "MMA_HOOKS"          # `main` prints "MMA_HOOKS http://127.0.0.1:<port>" to stdout
 
 
-class App(PipelineCommands):
+class App(PipelineCommands, ChangesCommands):
     """All of MMA Desk's state and actions.  Construct on the GUI thread.
 
     Everything a button does is a method here or in `PipelineCommands` (the
@@ -117,6 +118,9 @@ class App(PipelineCommands):
         self._step_mode_local: dict[str, bool] = {}
         self._project_switch_noted: Path | None = None
         self.saved_tracks: list[dict] = []      # the dashboard's Saved tracks (conductor_io.list_tracks)
+        self.changes = ChangesState()           # the Changes window (gui/changes.py)
+        self.workspace_offer: dict | None = None
+        self._workspace_proceed: set[str] = set()
         self._seen_status = self.mma.mma_status
         self.refresh_saved_tracks()
         self.ctx.on_provider_changed = self._follow_provider
@@ -274,6 +278,7 @@ class App(PipelineCommands):
         self._follow_run_status()
         self.hooks.apply_queued()
         self.check_futures()
+        self.changes.poll()
         self.mma.prune_resolved()
         self.ctx.poll()
         self.sync_project_dir()
@@ -360,6 +365,7 @@ class App(PipelineCommands):
         log.info("engine thread stopped")
         self.comms_log.uninstall()
         self.ctx.close()
+        self.changes.close()
         log.info("MMA Desk closed")
 
 

@@ -68,6 +68,8 @@ class PipelineCommands:
         def _submit(self, label: str, coro: Coroutine[Any, Any, Any],
                     reported_by_pipeline: bool = False) -> concurrent.futures.Future: ...
 
+        def workspace_gate(self, track_id: str) -> dict | None: ...
+
     # ---------------------------------------------------------------- plan and accept
     def _require_idle(self, what: str) -> None:
         if self.mma.pipeline_active:
@@ -101,6 +103,9 @@ class PipelineCommands:
                              "no proposed track: press Plan Epic first")
         self._require_idle("accept a track")
         tid = str(track["id"])
+        offer = self.workspace_gate(tid)          # gui/changes.py: uncommitted changes? ask first
+        if offer is not None:
+            return {"needs_answer": offer["kind"], "track_id": tid}
         self.mma.accepted_track_ids.add(tid)
         self.mma.mma_streams.pop(TIER2_STREAM, None)
         self.mma.mma_status, self.mma.active_tier = "planning", "Tier 2"

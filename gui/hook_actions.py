@@ -35,11 +35,13 @@ log = logging.getLogger(__name__)
 TIER_FIELDS = ("tier1_model", "tier2_model", "tier3_models", "tier4_model")
 SETTABLE_FIELDS = ("mma_epic_input", "ai_input", "current_provider", "current_model", "auto_approve",
                    "auto_queue", *TIER_FIELDS)
+CHANGES_ITEMS = ("btn_changes_refresh", "btn_changes_select", "btn_changes_apply", "btn_changes_discard",
+                 "btn_workspace_proceed", "btn_workspace_stop", "btn_workspace_git_init")   # gui/changes.py
 CONTEXT_ITEMS = ("btn_add_file", "btn_remove_file", "btn_stop", "btn_new_discussion")
 CLICKABLE_ITEMS = ("btn_mma_plan_epic", "btn_mma_accept_track", "btn_mma_reject_track", "btn_mma_pause",
                    "btn_mma_resume", "btn_mma_abort", "btn_mma_resume_track", "btn_mma_apply_models",
                    "btn_mma_run_ticket", "btn_mma_step_mode", "btn_save_project", "btn_dismiss_error",
-                   "btn_send", "btn_quit", *CONTEXT_ITEMS)
+                   "btn_send", "btn_quit", *CHANGES_ITEMS, *CONTEXT_ITEMS)
 ACTIONS = ("set_value", "click", "approve", "screenshot")
 CTX_SNAPSHOT_INTERVAL_S = 0.1      # the context panels' part: rebuilt this often, and after any action
 PERF_INTERVAL_S = 0.1
@@ -197,6 +199,13 @@ class HookSurface:
             "btn_save_project": app.save_project,
             "btn_dismiss_error": dismiss_errors,
             "btn_send": lambda: self._context_click("btn_send", {}),
+            "btn_changes_refresh": lambda: app.refresh_changes(args.get("track_id")),
+            "btn_changes_select": lambda: app.select_change(args.get("selection") or "all", args.get("file") or ""),
+            "btn_changes_apply": lambda: app.apply_changes(args.get("track_id")),
+            "btn_changes_discard": lambda: app.discard_changes(args.get("track_id")),
+            "btn_workspace_proceed": app.workspace_proceed,
+            "btn_workspace_stop": app.workspace_stop,
+            "btn_workspace_git_init": app.workspace_git_init,
             "btn_quit": quit_app,
             **{name: functools.partial(self._context_click, name, args) for name in CONTEXT_ITEMS},
         }
@@ -234,6 +243,7 @@ class HookSurface:
             "active_track_id": app.active_track_id, "engine_paused": app.engine_paused,
             "saved_tracks": list(app.saved_tracks),     # its dicts are replaced, never changed
             "hook_url": app.hook_url,
+            "workspace_offer": app.workspace_offer, "changes": app.changes_summary(),
         })
         perf = self._perf
         if now - self._perf_at >= PERF_INTERVAL_S or not perf:

@@ -28,6 +28,7 @@ from imgui_bundle import hello_imgui, imgui, immapp
 from gui import (
     panel_approvals,
     panel_budget,
+    panel_changes,
     panel_comms,
     panel_dag,
     panel_diagnostics,
@@ -53,6 +54,7 @@ WIN_STREAMS = "Tier Streams"
 WIN_USAGE = "Usage & Cost"
 WIN_APPROVALS = "Approvals"
 WIN_DIAGNOSTICS = "Diagnostics"
+WIN_CHANGES = panel_changes.WIN_CHANGES
 
 
 def _top_bar(app: App) -> None:
@@ -210,6 +212,7 @@ def build_runner_params(app: App, window_size: tuple[int, int] = DEFAULT_WINDOW_
     window(WIN_DIAGNOSTICS, lambda: panel_diagnostics.draw(_diagnostics(app)), "RightSpace")
     window(WIN_APPROVALS, lambda: panel_approvals.draw(app.mma, app), "RightSpace", focus=True)
     window(WIN_STREAMS, lambda: panel_streams.draw(app.mma.mma_streams, streams_view), "BottomSpace", focus=True)
+    window(WIN_CHANGES, lambda: panel_changes.draw(app.changes, app), "MainDockSpace")
     rp.docking_params.dockable_windows = windows
 
     addons = immapp.AddOnsParams(with_implot=True, with_markdown=True)

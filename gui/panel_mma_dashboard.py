@@ -69,11 +69,21 @@ class DashboardActions(GuardedCalls, Protocol):
 
 def draw(state: MMAState, actions: DashboardActions) -> None:
     _status_row(state, actions)
+    _notes(state)
     _tickets(state, actions)         # once a track has tickets they matter most: on top
     _epic(state, actions)
     _tracks(state, actions)
     _saved_tracks(state, actions)
     _tier_models(actions)
+
+
+def _notes(mma: MMAState) -> None:
+    """What the engine said once about this run (`mma_log` events): the track branch, the QA gate,
+    read-only tools outside a git repository."""
+    for message in list(mma.logs)[-3:]:
+        imgui.push_style_color(imgui.Col_.text, imgui.ImVec4(*theme.HINT_TEXT))
+        imgui.text_wrapped(message)
+        imgui.pop_style_color()
 
 
 def _epic(mma: MMAState, actions: DashboardActions) -> None:
