@@ -80,10 +80,12 @@ def draw(state: MMAState, actions: DashboardActions) -> None:
 def _notes(mma: MMAState) -> None:
     """What the engine said once about this run (`mma_log` events): the track branch, the QA gate,
     read-only tools outside a git repository."""
-    for message in list(mma.logs)[-3:]:
-        imgui.push_style_color(imgui.Col_.text, imgui.ImVec4(*theme.HINT_TEXT))
-        imgui.text_wrapped(message)
-        imgui.pop_style_color()
+    notes = list(mma.logs)
+    if not notes:
+        return
+    imgui.text_colored(theme.HINT_TEXT, notes[-1])       # one line: the layout below stays put
+    if imgui.is_item_hovered():
+        imgui.set_tooltip("\n".join(notes[-8:]))
 
 
 def _epic(mma: MMAState, actions: DashboardActions) -> None:

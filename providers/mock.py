@@ -17,8 +17,9 @@ Real edits: a Tier 3 worker that is offered `write_file` (a git workspace with w
 and carries neither `[write]` nor `[tool]` changes files through the real tools, so
 worktrees, commits, merges and conflicts are exercised offline.  It writes
 `mma_mock/<ticket>.md` (derived from the ticket and the model), reads
-`mma_mock/shared.md` and writes it back with its own section filled in (T1 creates the file
-with a section for T1..T4, far enough apart that parallel tickets merge cleanly).
+`mma_mock/shared.md` and writes it back with its own section filled in.  Only T1 (or a
+`[conflict]` ticket) creates that file when it is missing, with a section for T1..T4 far
+enough apart that parallel tickets merge cleanly.
 """
 from __future__ import annotations
 
@@ -191,14 +192,21 @@ def _real_edit(ticket: str, request: ChatRequest) -> ToolCall | None:
         return ToolCall("mock_edit_2", "read_file", {"path": SHARED_FILE})
     if step == 2:
         current = str(results[-1].get("content", ""))
-        text = _shared_text(current, tid, f"{tid} done by {request.model}", "[conflict]" in ticket)
+        conflict = "[conflict]" in ticket
+        if _missing(current) and tid != SHARED_SLOTS[0] and not conflict:
+            return None          # only T1 creates it: parallel creations of one file would always clash
+        text = _shared_text(current, tid, f"{tid} done by {request.model}", conflict)
         return ToolCall("mock_edit_3", "write_file", {"path": SHARED_FILE, "content": text})
     return None
 
 
+def _missing(read_result: str) -> bool:
+    return read_result.startswith(("ERROR", "REFUSED")) or "## " not in read_result
+
+
 def _shared_text(current: str, tid: str, line: str, conflict: bool) -> str:
     """`mma_mock/shared.md` with `tid`'s section set to `line` (created with all slots if missing)."""
-    if current.startswith(("ERROR", "REFUSED")) or "## " not in current:
+    if _missing(current):
         slots = list(dict.fromkeys([*SHARED_SLOTS, tid]))
         current = "# Shared file of the mock workers\n\nLast edit: nobody\n" + "".join(
             f"\n## {s}\n{_PENDING}\n" for s in slots)

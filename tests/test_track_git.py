@@ -15,8 +15,6 @@ import track_git
 from models import Ticket
 from tests.git_fixtures import branch_files, git, make_repo, run_track, ticket_commits, worktrees
 
-pytestmark = pytest.mark.skipif(not track_git.git_available(), reason="git is required")   # noqa: the product needs git too
-
 
 def run_cli(args, capsys):
     code = cli.main(args)

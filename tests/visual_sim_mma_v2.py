@@ -10,11 +10,14 @@ URL from the `MMA_HOOKS http://127.0.0.1:<port>` line it prints on stdout, and t
   3. plan the epic               click btn_mma_plan_epic -> Tier 1 stream text, tracks listed
   4. accept a track              click btn_mma_accept_track -> Tier 2 stream, ticket DAG
   5. spawn approval, edited      approve T1's spawn with a marker in its prompt; the worker got it
-  6. tool approval               T1 calls write_file; approve it; the file lands in the project
+  6. tool approval               T1 calls write_file; approve it; the file lands in T1's worktree
+                                 and so on the track branch, not in the user's checkout
   7. parallel run to completion  T2 and T3 in progress together; auto_approve; track completed;
                                  the tickets' started_at/finished_at show T2 and T3 overlapping
   8. streams and usage           a non-empty "Tier 3" stream for EVERY ticket; Tier 1-3 tokens > 0;
                                  the comms log in /api/session has every tier's calls
+  8b. review and apply           the Changes window's data (one commit per ticket); btn_changes_apply
+                                 merges the track branch and the file is in the project
   9. screenshot                  the hook `screenshot` action: the app's own window, 800x600,
                                  showing the completed run (test-artifacts/visual_sim_mma_v2_<variant>.png;
                                  `..._parallel.png` is taken in stage 7 with T2 and T3 both waiting)
@@ -256,7 +259,8 @@ class Simulation:
                   (5, "spawn approval with an edited prompt", self.stage_5_spawn_approval),
                   (6, "tool approval (write_file)", self.stage_6_tool_approval),
                   (7, "parallel tickets, auto-approve, run to completion", self.stage_7_run_to_completion),
-                  (8, "Tier 3 streams for every ticket and real token usage", self.stage_8_streams_and_usage)]
+                  (8, "Tier 3 streams for every ticket and real token usage", self.stage_8_streams_and_usage),
+                  (8, "review the track branch and apply it", self.stage_8b_review_and_apply)]
         for number, title, run_stage in stages:
             with self.stage(number, title):
                 run_stage()
@@ -345,11 +349,10 @@ class Simulation:
         assert c.get_value("auto_approve") is False
         result = c.approve(req["request_id"], True)
         assert result["ok"] is True, result
-        self.wait(lambda: os.path.exists(target), f"approved write_file to create {target}", timeout=20)
-        with open(target, encoding="utf-8") as f:
-            written = f.read()
-        assert MARKER in written, f"{target} lacks the marker: {written!r}"
         self.wait(lambda: self.tickets()["T1"]["status"] == "completed", "T1 to complete")
+        written = _git(self.project_dir, "show", f"mma/{self.track_id}:{payload['args']['path']}")
+        assert MARKER in written, f"the track branch's {payload['args']['path']} lacks the marker: {written!r}"
+        assert not os.path.exists(target), f"{target} is in the user's checkout before Apply"
         stream = c.get_mma_status()["mma_streams"].get("Tier 3 (Worker): T1", "")
         assert MARKER in stream, f"T1's Tier 3 stream lacks the edited prompt's marker: {stream!r}"
 
@@ -433,6 +436,21 @@ class Simulation:
         state_file = os.path.join(self.project_dir, "conductor", "tracks", self.track_id, "state.json")
         assert os.path.exists(state_file), f"track state was not persisted to {state_file}"
 
+    def stage_8b_review_and_apply(self) -> None:
+        c = self.client
+        assert c.click("btn_changes_refresh", track_id=self.track_id)["ok"] is True
+        changes = self.wait(lambda: (ch := c.get_value("changes"))["track_id"] == self.track_id
+                            and not ch["busy"] and ch.get("exists") and ch, "the Changes data to load")
+        tickets = sorted(commit["ticket_id"] for commit in changes["commits"])
+        assert set(tickets) <= set(self.ticket_ids) and "T1" in tickets, f"commits per ticket: {changes}"
+        assert len(tickets) == len(set(tickets)), f"a ticket has two commits: {changes}"
+        assert NOTES_FILE in changes["files"] and changes["diff_lines"] > 0, changes
+        assert c.click("btn_changes_apply", track_id=self.track_id)["ok"] is True
+        target = os.path.join(self.project_dir, NOTES_FILE)
+        self.wait(lambda: os.path.exists(target), f"Apply to bring {NOTES_FILE} into the project")
+        with open(target, encoding="utf-8") as f:
+            assert MARKER in f.read()
+
     def check_wire_traffic(self, emu) -> None:
         """The gemini variant really went through the SDK and the wire: one streamed call per tier
         step (Tier 1, Tier 2, T1 twice around its tool call, T2, T3, T4), each with the key."""
@@ -498,7 +516,14 @@ def test_visual_sim_mma_v2(variant_name, xvfb_display, artifacts_dir, tmp_path):
     project = tmp_path / "project"
     project.mkdir()
     (project / "README.md").write_text("# Sim project\n")
+    for args in (("init", "-q"), ("config", "user.name", "Sim"), ("config", "user.email", "sim@example.invalid"),
+                 ("add", "-A"), ("commit", "-q", "-m", "initial")):
+        _git(str(project), *args)
     run_visual_sim(variant_name, xvfb_display, artifacts_dir, str(project))
+
+
+def _git(cwd: str, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -156,8 +156,12 @@ def test_full_mock_run_driven_by_clicks(app, artifacts_dir):
         assert os.path.getsize(os.path.join(artifacts_dir, name)) > 5000, name
 
 
-def test_tool_approval_and_auto_approve_by_clicks(app, artifacts_dir):
-    """`[write]` makes T1 call write_file: the Approvals window shows the diff; approving writes it."""
+def test_tool_approval_and_auto_approve_by_clicks(xvfb_display, mock_env, tmp_path, artifacts_dir):
+    """`[write]` makes T1 call write_file: the Approvals window shows the diff; approving writes it
+    (in T1's worktree: the file lands on the track branch, the user's checkout is untouched)."""
+    from tests.git_fixtures import git, make_repo
+    make_repo(tmp_path / "project")
+    app = make_app(tmp_path)
     seen = {}
 
     def test(ctx):
@@ -177,14 +181,18 @@ def test_tool_approval_and_auto_approve_by_clicks(app, artifacts_dir):
         ctx.item_click("//MMA Dashboard/Auto-approve")
         wait_until(ctx, lambda: app.mma.mma_status in ("completed", "blocked", "aborted"), "the run to end")
 
-    run_gui(app, test)
+    try:
+        run_gui(app, test)
+    finally:
+        app.shutdown()
     assert seen["tool"] == "write_file"
     assert "+# Notes" in seen["diff"]
     assert app.mma.auto_approve is True
     assert app.mma.mma_status == "completed", [(t["id"], t["status"], t["blocked_reason"])
                                                for t in app.mma.active_tickets]
-    notes = app.project_dir / "MMA_NOTES.md"
-    assert notes.is_file() and "# Notes" in notes.read_text()
+    assert not (app.project_dir / "MMA_NOTES.md").exists()
+    notes = git(app.project_dir, "show", f"mma/{app.active_track_id}:MMA_NOTES.md")
+    assert notes.startswith("# Notes")
     assert "I used the tool result above." in app.mma.mma_streams["Tier 3 (Worker): T1"]
 
 
