@@ -220,17 +220,19 @@ class Repo:
         return [Path(line[len("worktree "):]) for line in out.splitlines() if line.startswith("worktree ")]
 
     def remove_worktrees_under(self, root: Path) -> int:
-        """Remove every worktree below `root` (a crash's leftovers, or a finished track's), then prune."""
-        removed = 0
+        """Remove every worktree below `root` (a crash's leftovers, or a finished track's), then prune.
+
+        The folders are deleted directly and git's records pruned: `git worktree remove` first
+        checks the tree for changes, which re-reads every file of a fresh checkout (~15 s for
+        10,000 files here), and these trees are ours to drop."""
         inside = os.path.realpath(root) + os.sep
-        for path in self.worktrees():
-            if os.path.realpath(path).startswith(inside):
-                self.git("worktree", "remove", "--force", "--force", str(path), check=False)
-                removed += 1
+        ours = [path for path in self.worktrees() if os.path.realpath(path).startswith(inside)]
+        for path in ours:
+            shutil.rmtree(path, ignore_errors=True)
         if root.exists():
             shutil.rmtree(root, ignore_errors=True)
         self.git("worktree", "prune")
-        return removed
+        return len(ours)
 
     # -- commits -------------------------------------------------------------------------------------
     def commits(self, base: str, tip: str) -> list[Commit]:

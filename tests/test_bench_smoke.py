@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHES = ("events", "scheduler", "frame", "skeleton", "startup", "memory")
+BENCHES = ("events", "scheduler", "frame", "skeleton", "startup", "memory", "git")
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +93,9 @@ def test_memory_caps_and_completion(quick_results):
     m = _load(quick_results[0], "memory")["metrics"]
     assert m["completed"] == m["tickets"] and m["engine_status"] == "completed"
     assert m["max_stream_chars"] <= m["stream_cap_chars"]
+
+
+def test_git_bench_landed_every_ticket(quick_results):
+    m = _load(quick_results[0], "git")["metrics"]
+    assert m["all_landed"] is True and m["commits_on_track_branch"] == m["tickets"]
+    assert m["worktrees_left"] == 0 and m["per_ticket_overhead_s_median"] > 0
