@@ -367,9 +367,11 @@ class ConductorEngine:
 
     async def _close_workspace(self) -> None:
         assert self.workspace is not None
-        for tid in self._to_land:                      # aborted before landing: they run again
-            self.execution.requeue(tid)
-            self._touch(tid)
+        waiting = list(self._to_land) + self.workspace.unverified_ids()
+        for tid in waiting:                            # aborted before landing (or its QA): they run again
+            if self.dag.tickets[tid].status == IN_PROGRESS:
+                self.execution.requeue(tid)
+                self._touch(tid)
         self._to_land.clear()
         try:
             await asyncio.to_thread(self.workspace.close)

@@ -146,10 +146,11 @@ class TrackWorkspace:
             return {"mode": "pending"}
         if self.repo is None:
             return {"mode": "read_only"}
+        with self._lock:
+            kept = sorted(self._state.kept_branches)
         return {"mode": "git", "branch": self.branch, "base": self.base, "qa_command": self.qa_config.command,
                 "qa_run_after": self.qa_config.run_after,
-                "qa": [r.to_dict() for r in self.qa_results[-QA_RESULTS_KEPT:]],
-                "kept_branches": sorted(self._state.kept_branches)}
+                "qa": [r.to_dict() for r in self.qa_results[-QA_RESULTS_KEPT:]], "kept_branches": kept}
 
     # ================================================================= git helpers
     def _git(self, slot: _Slot, *args: str, check: bool = True, input_text: str | None = None):
@@ -231,8 +232,10 @@ class TrackWorkspace:
         try:
             repo.remove_worktrees_under(repo.worktree_root(self.track_id))
             prefix = f"{track_git.TICKET_PREFIX}{track_git.ref_safe(self.track_id)}"
+            with self._lock:
+                kept = set(self._state.kept_branches)
             for name in repo.branches(prefix):
-                if name not in self._state.kept_branches:
+                if name not in kept:
                     repo.delete_branch(name)
         except GitError as exc:
             log.error("cleaning up the worktrees of track %s failed: %s", self.track_id, exc)
@@ -282,9 +285,11 @@ class TrackWorkspace:
             attempt = self._attempts.pop(ticket_id, None)
         if attempt is None:
             return
+        with self._lock:
+            keep = attempt.branch in self._state.kept_branches
         try:
             self._git(attempt.slot, "checkout", "--quiet", "--force", "--detach")
-            if attempt.branch not in self._state.kept_branches:
+            if not keep:
                 assert self.repo is not None
                 self.repo.delete_branch(attempt.branch)
         except GitError as exc:
@@ -396,15 +401,17 @@ class TrackWorkspace:
 
     def _after_landing(self, landing: Landing, branch: str) -> None:
         assert self.repo is not None
-        if landing.kind in (LandingKind.COMMITTED, LandingKind.MERGED):
-            self._state.landed[landing.ticket_id] = landing.sha
+        with self._lock:
+            if landing.kind in (LandingKind.COMMITTED, LandingKind.MERGED):
+                self._state.landed[landing.ticket_id] = landing.sha
+            if landing.kind is LandingKind.COMMITTED:
+                self._state.kept_branches.discard(branch)
+            elif landing.kind in (LandingKind.CONFLICT, LandingKind.QA_FAILED):
+                self._state.kept_branches.add(branch)       # the work is never lost
+                if landing.kind is LandingKind.CONFLICT:
+                    self._state.landed.pop(landing.ticket_id, None)
         if landing.kind is LandingKind.COMMITTED:
             self.repo.delete_branch(branch)
-            self._state.kept_branches.discard(branch)
-        elif landing.kind in (LandingKind.CONFLICT, LandingKind.QA_FAILED):
-            self._state.kept_branches.add(branch)       # the work is never lost
-            if landing.kind is LandingKind.CONFLICT:
-                self._state.landed.pop(landing.ticket_id, None)
 
     def conflict_rerun(self, landing: Landing) -> bool:
         """A conflicting ticket runs once more on top of the new head, told about the conflict;

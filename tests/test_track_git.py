@@ -12,7 +12,7 @@ import pytest
 import cli
 import conductor_io
 import track_git
-from models import Ticket
+from models import Ticket, Track
 from tests.git_fixtures import branch_files, git, make_repo, run_track, ticket_commits, worktrees
 
 
@@ -368,3 +368,64 @@ def test_kill_9_mid_track_then_resume_prunes_worktrees_and_never_redoes_a_commit
     assert after[:len(landed_before)] == landed_before               # completed commits not redone
     rerun = {label.split(": ")[1] for label in worker_requests(project)[len(requests_before):]}
     assert rerun == {"T1", "T2", "T3", "T4"} - on_branch_before
+
+
+def test_abort_during_qa_kills_it_undoes_the_merge_and_resume_reruns_from_the_track_head(tmp_path):
+    import asyncio
+    import time
+
+    from pipeline import Pipeline
+    from run_settings import RunSettings
+    project = make_repo(tmp_path / "proj", qa_command="sleep 60")
+    base = git(project, "rev-parse", "HEAD")
+    settings = RunSettings.for_provider("mock", auto_queue=True, tools_enabled=True)
+    pipeline = Pipeline(project, settings)
+    track = Track("trk", "Test track", tickets=diamond())
+
+    async def abort_mid_qa():
+        loop = asyncio.get_running_loop()
+        pipeline.event_queue.bind(loop)
+        engine = pipeline.engine_for(track)
+
+        async def answer():
+            while True:
+                name, payload = await pipeline.event_queue.get()
+                if name.endswith("approval"):
+                    payload["future"].set_result({"approved": True})
+        consumer = asyncio.create_task(answer())
+        run = asyncio.create_task(engine.run())
+        deadline = time.monotonic() + 30
+        while engine.workspace is None or engine.workspace.qa._proc is None:   # the test waits for QA to start
+            assert time.monotonic() < deadline, "QA never started"
+            await asyncio.sleep(0.02)
+        started = time.monotonic()
+        engine.abort()
+        status = await run
+        consumer.cancel()
+        return engine, status, time.monotonic() - started
+    engine, status, took = asyncio.run(abort_mid_qa())
+    assert status == "aborted" and took < 10, (status, took)
+    assert engine.dag.tickets["T1"].status == "todo" and not engine.dag.tickets["T1"].commit
+    assert engine.workspace.qa_results[-1].cancelled
+    assert git(project, "rev-parse", "mma/trk") == base            # nothing unverified reached the branch
+    assert len(worktrees(project)) == 1
+
+    (project / "mma_project.toml").write_text('provider = "mock"\n\n[qa]\ncommand = "true"\n')
+    resumed = Pipeline(project, settings)
+
+    async def resume():
+        resumed.event_queue.bind(asyncio.get_running_loop())
+
+        async def answer():
+            while True:
+                name, payload = await resumed.event_queue.get()
+                if name.endswith("approval"):
+                    payload["future"].set_result({"approved": True})
+        consumer = asyncio.create_task(answer())
+        try:
+            return await resumed.resume("trk")
+        finally:
+            consumer.cancel()
+    assert asyncio.run(resume()) == "completed"
+    assert sorted(ticket_commits(project, base, "mma/trk")) == ["T1", "T2", "T3", "T4"]
+    assert len(worktrees(project)) == 1
