@@ -67,6 +67,14 @@ class Requests:
                 self.by_ticket.setdefault(label.split(": ", 1)[1], []).append(users[-1] if users else "")
 
 
+async def approve_everything(queue: events.AsyncEventQueue) -> None:
+    """Consume a pipeline's events and approve every request (spawn, step, tool)."""
+    while True:
+        _name, payload = await queue.get()
+        if isinstance(payload, events.ApprovalRequest) and not payload.future.done():
+            payload.future.set_result({"approved": True})
+
+
 def run_track(project: Path, tickets: list[Ticket], *, answer_spawn: Callable | None = None,
               track_id: str = "trk", **settings: object) -> tuple[object, Pipeline, Requests]:
     """Run one track through the real Pipeline/engine on the mock provider; tool writes approved.

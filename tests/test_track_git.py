@@ -13,7 +13,7 @@ import cli
 import conductor_io
 import track_git
 from models import Ticket, Track
-from tests.git_fixtures import branch_files, git, make_repo, run_track, ticket_commits, worktrees
+from tests.git_fixtures import approve_everything, branch_files, git, make_repo, run_track, ticket_commits, worktrees
 
 
 def run_cli(args, capsys):
@@ -386,13 +386,7 @@ def test_abort_during_qa_kills_it_undoes_the_merge_and_resume_reruns_from_the_tr
         loop = asyncio.get_running_loop()
         pipeline.event_queue.bind(loop)
         engine = pipeline.engine_for(track)
-
-        async def answer():
-            while True:
-                name, payload = await pipeline.event_queue.get()
-                if name.endswith("approval"):
-                    payload["future"].set_result({"approved": True})
-        consumer = asyncio.create_task(answer())
+        consumer = asyncio.create_task(approve_everything(pipeline.event_queue))
         run = asyncio.create_task(engine.run())
         deadline = time.monotonic() + 30
         while engine.workspace is None or engine.workspace.qa._proc is None:   # the test waits for QA to start
@@ -415,13 +409,7 @@ def test_abort_during_qa_kills_it_undoes_the_merge_and_resume_reruns_from_the_tr
 
     async def resume():
         resumed.event_queue.bind(asyncio.get_running_loop())
-
-        async def answer():
-            while True:
-                name, payload = await resumed.event_queue.get()
-                if name.endswith("approval"):
-                    payload["future"].set_result({"approved": True})
-        consumer = asyncio.create_task(answer())
+        consumer = asyncio.create_task(approve_everything(resumed.event_queue))
         try:
             return await resumed.resume("trk")
         finally:
