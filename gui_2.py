@@ -121,6 +121,7 @@ class App(PipelineCommands, ChangesCommands):
         self.changes = ChangesState()           # the Changes window (gui/changes.py)
         self.workspace_offer: dict | None = None
         self._workspace_proceed: set[str] = set()
+        self.prune_abandoned_worktrees()
         self._seen_status = self.mma.mma_status
         self.refresh_saved_tracks()
         self.ctx.on_provider_changed = self._follow_provider

@@ -241,6 +241,12 @@ def run_headless(epic: str | None, project_dir: str, *, provider: str | None = N
         print(f"NOTE: {root} is not a git repository, so the workers run with read-only tools and change "
               "nothing. Run again with --git-init to make it one (git init + a first commit of what is "
               "there); each ticket then works in its own git worktree on a track branch.", file=stream, flush=True)
+    if in_git:
+        from track_workspace import prune_abandoned
+        pruned = prune_abandoned(root)
+        if pruned:
+            print(f"NOTE: removed {pruned} worktree(s) left by an earlier run that did not end cleanly",
+                  file=stream, flush=True)
     allow_tools = allow_tools or ("write" if in_git else "read")
     ai_client.configure(session_log_dir=root / SESSION_LOG_DIR)
     cfg, error = project.load_project_or_last_good(root)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 _QUIET = ("-c", "core.hooksPath=/dev/null", "-c", "commit.gpgSign=false", "-c", "gc.auto=0",
           "-c", "maintenance.auto=false", "-c", "advice.detachedHead=false")
 QA_RESULTS_KEPT = 50
+OWNER_FILE = "owner.pid"           # in a track's worktree folder: the process running it
 
 
 class LandingKind(enum.Enum):
@@ -190,7 +192,7 @@ class TrackWorkspace:
         root = repo.worktree_root(self.track_id)
         pruned = repo.remove_worktrees_under(root)
         if pruned:
-            self.notes.append(f"removed {pruned} worktree(s) left over by an earlier run of this track")
+            self.notes.append(f"removed {pruned} worktree(s) left by an earlier run of this track")
         tip = repo.rev(self.branch)
         if tip is None:
             head = repo.head()
@@ -211,6 +213,8 @@ class TrackWorkspace:
                 proc = repo.git("merge-base", "HEAD", self.branch, check=False)
                 self.base = proc.stdout.strip() or tip
             self.notes.append(f"continuing on track branch {self.branch} at {tip[:7]}")
+        root.mkdir(parents=True, exist_ok=True)
+        (root / OWNER_FILE).write_text(f"{os.getpid()}\n")   # prune_abandoned() leaves a live run alone
         self._track_wt = self._new_worktree("track", "--detach", self.branch)
         for commit in repo.commits(self.base, self.branch):
             if commit.ticket_id:
@@ -473,3 +477,37 @@ def worktree_count(project_dir: str | Path) -> int:
     repo = Repo.find(project_dir)
     return 0 if repo is None else max(0, len(repo.worktrees()) - 1)
 
+
+
+def prune_abandoned(project_dir: str | Path) -> int:
+    """Start-up: remove the worktrees of tracks whose run died (kill -9, a crash) and prune git's
+    records of them.  A track folder whose owner process is still alive is left alone.  Returns
+    how many worktrees were removed."""
+    repo = Repo.find(project_dir)
+    if repo is None:
+        return 0
+    parent = repo.common_dir / track_git.WORKTREE_DIR
+    removed = 0
+    for root in sorted(parent.iterdir()) if parent.is_dir() else []:
+        if root.is_dir() and not _owner_alive(root / OWNER_FILE):
+            removed += repo.remove_worktrees_under(root)
+    repo.git("worktree", "prune")
+    if removed:
+        log.info("removed %d worktree(s) left by runs that ended without cleaning up", removed)
+    return removed
+
+
+def _owner_alive(owner: Path) -> bool:
+    try:
+        pid = int(owner.read_text().strip())
+    except (OSError, ValueError):
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True                      # someone else's live process
+    return True

@@ -211,6 +211,16 @@ class ChangesCommands:
                                "the next track works on a track branch")
         return {"initialised": str(self.project_dir), "head": head}
 
+    def prune_abandoned_worktrees(self) -> None:
+        """Start-up, in the background: worktrees left by a run that died are removed."""
+        from track_workspace import prune_abandoned
+        project = self.project_dir
+
+        def done(removed: int) -> None:
+            if removed:
+                self.changes.status = f"removed {removed} worktree(s) left by an earlier run that did not end cleanly"
+        self.changes.run("pruning", lambda: prune_abandoned(project), done)
+
     def _focus_changes(self) -> None:
         rp = self._runner_params
         if rp is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -317,7 +318,6 @@ def test_kill_9_mid_track_then_resume_prunes_worktrees_and_never_redoes_a_commit
     import signal
     import sys
     import time
-    from pathlib import Path
 
     from tests.test_crash_resume import worker_requests
     repo_root = Path(__file__).resolve().parents[1]
@@ -358,7 +358,7 @@ def test_kill_9_mid_track_then_resume_prunes_worktrees_and_never_redoes_a_commit
                               "--provider", "mock", "--auto"], cwd=repo_root, capture_output=True, text=True,
                              timeout=120)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "worktree(s) left over by an earlier run" in resumed.stdout
+    assert "worktree(s) left by an earlier run" in resumed.stdout
     assert len(worktrees(project)) == 1
     final = json.loads(found[0].read_text())
     assert {t["status"] for t in final["tickets"]} == {"completed"}
@@ -417,3 +417,66 @@ def test_abort_during_qa_kills_it_undoes_the_merge_and_resume_reruns_from_the_tr
     assert asyncio.run(resume()) == "completed"
     assert sorted(ticket_commits(project, base, "mma/trk")) == ["T1", "T2", "T3", "T4"]
     assert len(worktrees(project)) == 1
+
+
+# ============================================================================ the workspace itself
+def test_what_a_commit_takes_gitignore_and_the_tracks_own_files(tmp_path):
+    from track_workspace import LandingKind, TrackWorkspace
+    project = make_repo(tmp_path / "proj", qa_command=None)
+    (project / "conductor").mkdir()
+    (project / "conductor" / "product.md").write_text("# Product\n")     # tracked by the user
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "conductor docs")
+    ws = TrackWorkspace.for_project(project, "trk")
+    ws.open()
+    place = ws.prepare("T1")
+    root = tmp_path / "proj" / ".git"
+    assert place.base_dir.startswith(str(root)) and not place.read_only
+    for rel, text in (("build.log", "ignored\n"), ("conductor/tracks/trk/state.json", "{}\n"),
+                      ("conductor/product.md", "# Product\nedited\n"), ("src/new.py", "x = 1\n")):
+        path = Path(place.base_dir) / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    landing = ws.land("T1", "write some files", "mock-model")
+    assert landing.kind is LandingKind.COMMITTED
+    files = set(git(project, "show", "--name-only", "--format=", landing.sha).split())
+    assert files == {"conductor/product.md", "src/new.py"}
+    # a ticket that changes nothing completes without a commit, and its branch goes
+    ws.prepare("T2")
+    nothing = ws.land("T2", "look around", "mock-model")
+    assert nothing.kind is LandingKind.NO_CHANGE and not nothing.sha
+    assert git(project, "branch", "--list", "mma-ticket/*") == ""
+    ws.close()
+    assert len(worktrees(project)) == 1
+
+
+def test_start_up_prunes_worktrees_of_a_dead_run_and_spares_a_live_one(tmp_path):
+    import sys
+
+    from track_workspace import OWNER_FILE, TrackWorkspace, prune_abandoned
+    project = make_repo(tmp_path / "proj", qa_command=None)
+    live, dead = TrackWorkspace.for_project(project, "live"), TrackWorkspace.for_project(project, "dead")
+    live.open()
+    dead.open()
+    dead.prepare("T1")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_root = dead.repo.worktree_root("dead")
+    (dead_root / OWNER_FILE).write_text(gone.stdout)             # as if its process was killed
+    assert len(worktrees(project)) == 4
+    assert prune_abandoned(project) == 2
+    assert len(worktrees(project)) == 2 and not dead_root.exists()
+    assert live.repo.worktree_root("live").is_dir()
+    live.close()
+    assert prune_abandoned(project) == 0 and len(worktrees(project)) == 1
+
+
+def test_a_ticket_that_changes_nothing_completes_without_a_commit(tmp_path):
+    project = make_repo(tmp_path / "proj")
+    base = git(project, "rev-parse", "HEAD")
+    engine, _pipeline, _requests = run_track(project, diamond(T3="[tool] only looks around"))
+    assert engine.final_status == "completed"
+    assert engine.dag.tickets["T3"].commit == "" and engine.dag.tickets["T2"].commit
+    assert ticket_commits(project, base, "mma/trk") == ["T1", "T2", "T4"]
+    plan = (project / "conductor" / "tracks" / "trk" / "plan.md").read_text()
+    t3_line = next(line for line in plan.splitlines() if "Task T3:" in line)
+    assert t3_line.startswith("- [x]") and not t3_line.rstrip().endswith("]")
