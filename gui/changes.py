@@ -270,7 +270,9 @@ class ChangesCommands:
         track_id = self.changes.track_id or self.default_changes_track()
         if not track_id:
             return ()
-        return (track_id, self.changes.selection, self.changes.file, self.mma.mma_status, str(self.project_dir))
+        landed = sum(1 for t in self.mma.active_tickets if t.get("commit"))     # reload as commits land
+        return (track_id, self.changes.selection, self.changes.file, self.mma.mma_status, landed,
+                str(self.project_dir))
 
     def select_change(self, selection: str = ALL, file: str = "") -> dict:
         """Show the whole track (ALL) or one ticket's commit, optionally one file of it."""
