@@ -189,6 +189,9 @@ class TrackWorkspace:
                               "a track branch)")
             return {}
         repo = self.repo
+        with self._lock:                       # a second run of the same engine starts afresh
+            self._closed, self._free, self._slots = False, [], 0
+            self._attempts.clear()
         root = repo.worktree_root(self.track_id)
         pruned = repo.remove_worktrees_under(root)
         if pruned:
