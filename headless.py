@@ -147,6 +147,7 @@ async def _run(pipeline: Pipeline, printer: ProgressPrinter, epic: str | None, r
                 engine = await pipeline.accept_track(track)
                 _settle(pipeline.event_queue, printer)
                 if not auto:
+                    engine.release_track()
                     printer.line(f"Planned {len(track.tickets)} tickets; review "
                                  f"conductor/tracks/{track.id}/plan.md, then run "
                                  f"`mma-desk resume {track.id} --auto`")

@@ -21,7 +21,7 @@ import events
 from dag_engine import DAGError, TrackDAG
 from models import Ticket, Track, slugify, validate_id
 from providers import catalog
-from providers.base import Usage
+from providers.base import CancelSignal, Usage
 
 log = logging.getLogger(__name__)
 
@@ -163,12 +163,19 @@ class PlanResult:
 
 def _ask_tier(tier: str, stream_id: str, system: str, user: str, parse: Callable[[str], Any], *,
               md_content: str, provider: str | None, model: str,
-              event_queue: events.AsyncEventQueue | None) -> PlanResult:
-    """One tier call with one repair round on a parse error.  Streams to `stream_id`."""
+              event_queue: events.AsyncEventQueue | None, cancel_event: CancelSignal | None,
+              on_usage: ai_client.UsageSink | None) -> PlanResult:
+    """One tier call with one repair round on a parse error.  Streams to `stream_id`.
+
+    `cancel_event` aborts the call (even one waiting for its first byte); `on_usage` books
+    each response as it arrives, so a step that fails after its repair round is paid for."""
     def stream(chunk: str) -> None:
         events.emit(event_queue, events.StreamChunk(stream_id, chunk))
 
     with ai_client.session_scope(provider, model, label=tier) as session:
+        if cancel_event is not None:
+            session.cancel_event = cancel_event
+        session.on_usage = on_usage
         raw = []
         first = session.send(md_content, user, system_prompt=system, stream_callback=stream)
         raw.append(first.text)
@@ -194,22 +201,24 @@ def _ask_tier(tier: str, stream_id: str, system: str, user: str, parse: Callable
 
 
 def plan_epic(epic: str, md_content: str = "", *, provider: str | None = None, model: str | None = None,
-              event_queue: events.AsyncEventQueue | None = None) -> PlanResult:
+              event_queue: events.AsyncEventQueue | None = None, cancel_event: CancelSignal | None = None,
+              on_usage: ai_client.UsageSink | None = None) -> PlanResult:
     """Tier 1: epic -> tracks."""
     if not epic or not epic.strip():
         raise ValueError("the epic is empty: describe what you want built")
     model = model or catalog.tier_defaults(provider).model_for("Tier 1")
     return _ask_tier("Tier 1", TIER1_STREAM, TIER1_SYSTEM, f"<EPIC>\n{epic.strip()}\n</EPIC>",
                      parse_json_tracks, md_content=md_content, provider=provider, model=model,
-                     event_queue=event_queue)
+                     event_queue=event_queue, cancel_event=cancel_event, on_usage=on_usage)
 
 
 def generate_tickets(track: Track, md_content: str = "", *, provider: str | None = None,
-                     model: str | None = None,
-                     event_queue: events.AsyncEventQueue | None = None) -> PlanResult:
+                     model: str | None = None, event_queue: events.AsyncEventQueue | None = None,
+                     cancel_event: CancelSignal | None = None,
+                     on_usage: ai_client.UsageSink | None = None) -> PlanResult:
     """Tier 2: track -> ticket DAG."""
     model = model or catalog.tier_defaults(provider).model_for("Tier 2")
     user = f"<TRACK>\n{track.title}\n\n{track.description}\n</TRACK>"
     return _ask_tier("Tier 2", TIER2_STREAM, TIER2_SYSTEM, user, parse_json_tickets,
                      md_content=md_content, provider=provider, model=model,
-                     event_queue=event_queue)
+                     event_queue=event_queue, cancel_event=cancel_event, on_usage=on_usage)

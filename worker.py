@@ -39,6 +39,9 @@ Finish with a short report. If you cannot do the ticket, reply with a first line
 `BLOCKED:` and the reason."""
 
 
+ABORTED = "aborted"                        # the reason an aborted ticket (back in todo) shows
+
+
 def worker_stream_id(ticket_id: str) -> str:
     return f"Tier 3 (Worker): {ticket_id}"
 
@@ -120,7 +123,7 @@ def _files_context(paths: list[str] | None, base_dir: str) -> str:
 _SPAWN_REFUSALS = {
     approvals.REJECTED: (OutcomeKind.REJECTED, "spawn rejected by the user"),
     approvals.TIMED_OUT: (OutcomeKind.APPROVAL_TIMED_OUT, "spawn approval timed out"),
-    approvals.CANCELLED: (OutcomeKind.ABORTED, "aborted by the user"),
+    approvals.CANCELLED: (OutcomeKind.ABORTED, ABORTED),
 }
 
 
@@ -191,7 +194,7 @@ def run_worker_lifecycle(ticket: Ticket, context: WorkerContext, context_files: 
             if text.lstrip().upper().startswith("BLOCKED"):
                 kind, reason = OutcomeKind.BLOCKED, text.strip().splitlines()[0][:500]
         except CancelledByUser:
-            kind, reason = OutcomeKind.ABORTED, "aborted by the user"
+            kind, reason = OutcomeKind.ABORTED, ABORTED
         except ProviderError as exc:
             kind, reason, text = OutcomeKind.ERROR, exc.user_message(), exc.partial_text
         except Exception as exc:               # surface everything: never a silent worker death

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import reprlib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,6 +194,9 @@ _TOOLS: dict[str, _Tool] = {t.name: t for t in (
     ),
 )}
 
+# Tools that block for long and take a `cancel` event (the session's abort) to stop early.
+_CANCELLABLE = frozenset({"run_shell"})
+
 TOOL_SPECS: list[ToolSpec] = [tool.spec() for tool in _TOOLS.values()]
 TOOL_NAMES: tuple[str, ...] = tuple(_TOOLS)
 
@@ -225,11 +229,13 @@ def describe(name: str, args: Any, root: str | os.PathLike) -> dict:
         return {**base, "summary": _fallback_summary(name, args), "error": f"internal error: {exc}"}
 
 
-def execute(name: str, args: Any, root: str | os.PathLike, *, approved: bool = False) -> str:
+def execute(name: str, args: Any, root: str | os.PathLike, *, approved: bool = False,
+            cancel: threading.Event | None = None) -> str:
     """Run tool `name` with `args` in project `root`; returns the text for the model.
 
     Raises `ToolError` for an unknown tool, bad arguments, a path outside the
     root, a missing file, or an approval-requiring tool without `approved=True`.
+    `cancel` (the session's abort) stops a running shell command.
     """
     tool = _lookup(name)
     if tool.needs_approval and approved is not True:
@@ -238,6 +244,8 @@ def execute(name: str, args: Any, root: str | os.PathLike, *, approved: bool = F
     values = _validate(tool, args)
     root_path = resolve_root(root)
     log.info("tool %s %s", name, _fallback_summary(name, values))
+    if cancel is not None and tool.name in _CANCELLABLE:
+        values["cancel"] = cancel
     try:
         return tool.run(root_path, **values)
     except OSError as exc:
