@@ -50,9 +50,7 @@ from gui.frame_stats import FrameStats
 from gui.hook_actions import HookSurface
 from gui.layout import APP_TITLE, DEFAULT_WINDOW_SIZE, WIN_APPROVALS, build_runner_params
 from gui.mma_state import MMAState
-from pipeline import EngineThread, Pipeline
-from planning import PlanningError
-from providers.base import ProviderError
+from pipeline import EngineThread, Pipeline, was_reported
 from providers.credentials import install_log_redaction
 from run_settings import RunSettings
 
@@ -64,6 +62,7 @@ log = logging.getLogger("gui_2")
 DEFAULT_HOOK_PORT = 8999
 FRAME_BUDGET_MS = 4.0
 SHUTDOWN_GRACE_S = 3.0                 # an aborted track gets this long to stop and save its state
+PIPELINE_LABELS = ("Plan epic", *RUN_LABELS)   # App._submit labels of the pipeline's steps
 HOOK_URL_PREFIX = "MMA_HOOKS"          # `main` prints "MMA_HOOKS http://127.0.0.1:<port>" to stdout
 
 
@@ -118,6 +117,7 @@ class App(PipelineCommands):
         self._project_switch_noted: Path | None = None
         self.saved_tracks: list[dict] = []      # the dashboard's Saved tracks (conductor_io.list_tracks)
         self._seen_status = self.mma.mma_status
+        self._chat_usage_seen = 0
         self.refresh_saved_tracks()
         self.ctx.on_provider_changed = self._follow_provider
         self._pump_future = self.engine_thread.submit(self._process_event_queue())
@@ -217,7 +217,13 @@ class App(PipelineCommands):
             if exc is None:
                 log.info("%s finished: %s", label, reprlib.repr(fut.result()))
                 continue
-            if reported and isinstance(exc, (PlanningError, ProviderError, ValueError)):
+            if label in PIPELINE_LABELS and self.mma.pipeline_active:
+                # whatever failed, the dashboard must not stay "planning"/"starting"/"running"
+                self.mma.mma_status, self.mma.active_tier = "error", None
+                self.mma.version += 1
+            if label == "Accept track" and self._active_track_id not in self.pipeline.engines:
+                self.mma.accepted_track_ids.discard(self._active_track_id or "")   # Tier 2 failed: accept again
+            if reported and was_reported(exc):
                 log.info("%s failed (already reported by the pipeline): %s", label, exc)
                 continue
             log.error("%s failed: %r", label, exc, exc_info=exc)
@@ -276,6 +282,9 @@ class App(PipelineCommands):
         self.check_futures()
         self.mma.prune_resolved()
         self.ctx.poll()
+        if self.ctx.chat_usage_version != self._chat_usage_seen:
+            self._chat_usage_seen = self.ctx.chat_usage_version
+            self.mma.set_chat_usage(self.ctx.chat_usage.snapshot()["Chat"])
         self.sync_project_dir()
         self.comms_log.drain()
         self.idling_enabled = not self.is_busy()
@@ -339,8 +348,7 @@ class App(PipelineCommands):
         for approval in list(self.mma.pending_approvals.values()):
             if approval.future is not None:
                 approval.future.cancel()
-        for engine in list(self.pipeline.engines.values()):
-            engine.abort()
+        self.pipeline.abort()              # a planning call too: quitting never waits for one
         # An aborted engine stops its workers between stream chunks and saves the track's final
         # state (tickets back to todo, resumable); give it a moment before cancelling the rest.
         running = [fut for _label, fut, _r in self._futures if not fut.done()]
