@@ -367,6 +367,8 @@ class ConductorEngine:
                 self._apply(self._outcome_of(tid, workers.pop(tid)), loop, diagnoses)
             log.info("track %s: abort took %.3f s; %d worker(s) still stopping", self.track.id,
                      loop.time() - t0, len(workers))
+        for future in diagnoses.values():         # a late diagnosis is not needed any more
+            future.cancel()
         self._requeue_unfinished(workers)
 
     def _requeue_unfinished(self, workers: dict[str, asyncio.Future]) -> None:

@@ -99,6 +99,7 @@ class Pipeline:
                 finally:
                     waiter.cancel()
             if cancel.is_set():
+                result_future.cancel()            # the thread's late result is dropped
                 raise PlanningAborted(f"{tier} planning was aborted by the user")
             result = result_future.result()
         except PlanningAborted as exc:
@@ -263,7 +264,7 @@ class Pipeline:
                     claim.release()
                 raise
         except Exception as exc:
-            self._fail("Resume", exc)
+            self._fail("Resume track", exc)
             raise
         return await engine.run(self.md_content)
 
