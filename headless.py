@@ -20,6 +20,7 @@ and the process exits with 141 (128 + SIGPIPE), without a traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -204,11 +205,20 @@ class _Stop:
 
 
 async def _run(pipeline: Pipeline, printer: ProgressPrinter, epic: str | None, resume_id: str | None,
-               auto: bool) -> int:
+               auto: bool) -> tuple[int, bool]:
+    """The run; returns (exit code, whether a signal or a closed output stopped it)."""
+    stopped: list[_Stop] = []
+    code = await _run_steps(pipeline, printer, epic, resume_id, auto, stopped)
+    return code, bool(stopped) and stopped[0].exit_code is not None
+
+
+async def _run_steps(pipeline: Pipeline, printer: ProgressPrinter, epic: str | None, resume_id: str | None,
+                     auto: bool, stopped: list[_Stop]) -> int:
     loop = asyncio.get_running_loop()
     pipeline.event_queue.bind(loop)
     consumer = asyncio.create_task(_consume(pipeline.event_queue, printer))
     stop = _Stop(loop, pipeline, printer)
+    stopped.append(stop)
     results: dict[str, str] = {}
     try:
         if resume_id:
@@ -295,4 +305,17 @@ def run_headless(epic: str | None, project_dir: str, *, provider: str | None = N
     if not epic and not resume_id:
         printer.line("nothing to do: give --epic TEXT or resume TRACK_ID")
         return 2
-    return asyncio.run(_run(pipeline, printer, epic, resume_id, auto))
+    code, interrupted = asyncio.run(_run(pipeline, printer, epic, resume_id, auto))
+    if interrupted:
+        _exit_now(code)
+    return code
+
+
+def _exit_now(code: int) -> None:
+    """Exit without the interpreter's teardown, which takes about a second with the SDKs
+    loaded: the user asked to stop, the track is saved, its lock dies with the process."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):   # a closed pipe has nothing to flush to
+            stream.flush()
+    os._exit(code)

@@ -88,6 +88,7 @@ def test_sigterm_during_planning_exits_at_once(tmp_path):
         finally:
             if proc.poll() is None:
                 proc.kill()
+    log.info("SIGTERM during planning: exited %.3f s after the signal", elapsed)
     assert proc.returncode == 128 + signal.SIGTERM and elapsed < 2.0, (elapsed, out)
     assert "ABORTED: Tier 1 planning was aborted" in out
 
@@ -103,7 +104,9 @@ def test_output_to_a_closed_pipe_exits_cleanly(tmp_path):
             assert proc.stdout is not None
             first = proc.stdout.readline()
             proc.stdout.close()                                      # what `head -1` does
+            t0 = time.monotonic()
             proc.wait(timeout=30)
+            log.info("closed pipe: the run exited %.3f s after its reader went away", time.monotonic() - t0)
         finally:
             if proc.poll() is None:
                 proc.kill()
