@@ -156,6 +156,22 @@ async def test_abort_kills_a_running_approved_shell_command(emulator, monkeypatc
     assert (ticket.status, ticket.blocked_reason) == ("todo", "aborted")
 
 
+async def test_abort_cancels_a_hung_tier_4_diagnosis(emulator, monkeypatch):
+    use_emulator(monkeypatch, emulator, "gemini")
+    emulator.inject("400", match=is_worker("T1"))              # the worker fails: Tier 4 diagnoses
+    emulator.inject("hang", match=lambda p, m, body: "Tier 4 (QA)" in parse_prompt(p, body).system)
+    track = Track("diag_20260101", "t", tickets=[Ticket("T1", "fails, then gets diagnosed")])
+    engine = mac.ConductorEngine(track, settings=settings("gemini", diagnose_failures=True))
+    run = asyncio.create_task(engine.run())
+    await in_thread(emulator.wait_for_requests, 2)            # the worker's call, then Tier 4's
+    t0 = time.monotonic()
+    engine.abort()
+    assert await asyncio.wait_for(run, 10) == "aborted"
+    assert time.monotonic() - t0 < 1.0
+    await in_thread(emulator.wait_for_requests, 1, 5.0, lambda r: r.disconnected)
+    assert track.tickets[0].retry_count == 0                 # no retry after an abort
+
+
 # -- a worker that does not stop keeps its track locked --------------------------------------
 async def test_resume_is_refused_while_a_worker_of_the_track_is_still_alive(monkeypatch, tmp_path):
     release = threading.Event()
