@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -137,9 +138,22 @@ class Pipeline:
                 tracks.append(track_id)
         return {"planning": planning_aborted, "tracks": tracks}
 
-    def _claim(self, track_id: str, what: str) -> track_lock.Claim | None:
-        """The track's lock for this run (None when nothing is saved, so nothing can clash)."""
-        return track_lock.claim(self.project_dir, track_id, what) if self.persist else None
+    @contextlib.contextmanager
+    def _claimed(self, step: str, track_id: str, what: str) -> Iterator[track_lock.Claim | None]:
+        """The track's lock for `step` (None when nothing is saved, so nothing can clash).  If
+        the step fails the lock is released and the failure shown; on success the engine the
+        step made owns it (released when its run ends)."""
+        try:
+            claim = track_lock.claim(self.project_dir, track_id, what) if self.persist else None
+            try:
+                yield claim
+            except BaseException:
+                if claim is not None:
+                    claim.release()
+                raise
+        except Exception as exc:
+            self._fail(step, exc)
+            raise
 
     def _track_ledger(self, saved: dict | None = None) -> TierUsage:
         """One track's usage; it adds through to the session total (`self.tier_usage`).
@@ -198,24 +212,15 @@ class Pipeline:
         the track's lock: run it, or call its `release_track()`)."""
         self._bind_queue(asyncio.get_running_loop())
         self._emit(self._status("planning", "Tier 2", track))
-        try:
-            claim = self._claim(track.id, "planning")
-            try:
-                ledger = self._track_ledger()
-                model = self.settings.models.model_for("Tier 2")
-                tickets = await self._planning_call("Tier 2", lambda cancel, book: planning.generate_tickets(
-                    track, self.md_content, provider=self.provider, model=model, event_queue=self.event_queue,
-                    cancel_event=cancel, on_usage=book), ledger)
-                track.tickets = list(tickets)
-                self._epics[track.id] = self.epic
-                return self.engine_for(track, ledger, claim)
-            except BaseException:
-                if claim is not None:
-                    claim.release()
-                raise
-        except Exception as exc:
-            self._fail("Tier 2", exc)
-            raise
+        with self._claimed("Tier 2", track.id, "planning") as claim:
+            ledger = self._track_ledger()
+            model = self.settings.models.model_for("Tier 2")
+            tickets = await self._planning_call("Tier 2", lambda cancel, book: planning.generate_tickets(
+                track, self.md_content, provider=self.provider, model=model, event_queue=self.event_queue,
+                cancel_event=cancel, on_usage=book), ledger)
+            track.tickets = list(tickets)
+            self._epics[track.id] = self.epic
+            return self.engine_for(track, ledger, claim)
 
     def engine_for(self, track: Track, ledger: TierUsage | None = None,
                    claim: track_lock.Claim | None = None) -> mac.ConductorEngine:
@@ -248,24 +253,15 @@ class Pipeline:
         """
         import conductor_io
         self._bind_queue(asyncio.get_running_loop())
-        try:
-            claim = self._claim(track_id, "resume")
-            try:
-                track, usage = conductor_io.load_track_state(self.project_dir, track_id)
-                extras = conductor_io.load_track_extras(self.project_dir, track_id)
-                saved_epic = extras.get("epic")
-                self._epics[track.id] = saved_epic if isinstance(saved_epic, str) else ""
-                for ticket in track.tickets:
-                    if ticket.status == BLOCKED:
-                        ticket.status = TODO
-                engine = self.engine_for(track, self._track_ledger(saved=usage or {}), claim)
-            except BaseException:
-                if claim is not None:
-                    claim.release()
-                raise
-        except Exception as exc:
-            self._fail("Resume track", exc)
-            raise
+        with self._claimed("Resume track", track_id, "resume") as claim:
+            track, usage = conductor_io.load_track_state(self.project_dir, track_id)
+            extras = conductor_io.load_track_extras(self.project_dir, track_id)
+            saved_epic = extras.get("epic")
+            self._epics[track.id] = saved_epic if isinstance(saved_epic, str) else ""
+            for ticket in track.tickets:
+                if ticket.status == BLOCKED:
+                    ticket.status = TODO
+            engine = self.engine_for(track, self._track_ledger(saved=usage or {}), claim)
         return await engine.run(self.md_content)
 
     # -- status events --------------------------------------------------------------------

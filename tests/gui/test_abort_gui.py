@@ -30,14 +30,24 @@ def plan(ctx, epic: str) -> None:
     ctx.item_click("//MMA Dashboard/Plan Epic")
 
 
-def test_abort_during_planning_by_click_stops_the_call_and_says_so(xvfb_display, emulator, tmp_path):
-    app = make_app(tmp_path, provider="gemini")
+@pytest.fixture
+def hung_planning_app(xvfb_display, emulator, tmp_path):
+    """An app on Gemini whose first planning call hangs; `shutdown()` is the test's to call."""
     emulator.inject("hang")
+    return make_app(tmp_path, provider="gemini")
+
+
+def plan_until_hung(ctx, emulator) -> None:
+    plan(ctx, "An epic whose planning hangs")
+    wait_until(ctx, lambda: emulator.requests, "the Tier 1 request")
+
+
+def test_abort_during_planning_by_click_stops_the_call_and_says_so(hung_planning_app, emulator):
+    app = hung_planning_app
     seen = {}
 
     def test(ctx):
-        plan(ctx, "An epic whose planning hangs")
-        wait_until(ctx, lambda: emulator.requests, "the Tier 1 request")
+        plan_until_hung(ctx, emulator)
         assert app.mma.mma_status == "planning" and app.can_abort
         t0 = time.monotonic()
         ctx.item_click("//MMA Dashboard/Abort")
@@ -57,14 +67,12 @@ def test_abort_during_planning_by_click_stops_the_call_and_says_so(xvfb_display,
     assert emulator.requests[0].disconnected
 
 
-def test_quitting_during_a_hung_planning_call_does_not_wait_for_it(xvfb_display, emulator, tmp_path):
-    app = make_app(tmp_path, provider="gemini")
-    emulator.inject("hang")
+def test_quitting_during_a_hung_planning_call_does_not_wait_for_it(hung_planning_app, emulator):
+    app = hung_planning_app
     seen = {}
 
     def test(ctx):
-        plan(ctx, "An epic whose planning hangs")
-        wait_until(ctx, lambda: emulator.requests, "the Tier 1 request")
+        plan_until_hung(ctx, emulator)
         seen["t0"] = time.monotonic()           # the window closes now; App.shutdown runs on exit
 
     run_gui(app, test)
