@@ -348,7 +348,7 @@ class App(PipelineCommands):
         for approval in list(self.mma.pending_approvals.values()):
             if approval.future is not None:
                 approval.future.cancel()
-        self.pipeline.abort()              # a planning call too: quitting never waits for one
+        self.pipeline.stop()               # a planning call too: quitting never waits for one
         # An aborted engine stops its workers between stream chunks and saves the track's final
         # state (tickets back to todo, resumable); give it a moment before cancelling the rest.
         running = [fut for _label, fut, _r in self._futures if not fut.done()]

@@ -194,7 +194,7 @@ class _Stop:
         if self.exit_code is not None:
             return
         self.exit_code = code
-        aborted = self.pipeline.abort()
+        aborted = self.pipeline.stop()
         log.info("%s: aborting (%s)", why, aborted)
         self.printer.line(f"{why}: aborting" + (" the planning call" if aborted["planning"] else "")
                           + (f" track {', '.join(aborted['tracks'])}" if aborted["tracks"] else ""))

@@ -65,6 +65,7 @@ class Pipeline:
         self._epics: dict[str, str] = {}           # track id -> the epic it was planned from
         self._epic_usage: dict[str, Usage] = {}    # model -> what the epic's Tier 1 call billed
         self._planning_cancel: CancelSignal | None = None
+        self._stopping = False                     # stop(): whatever starts from now is aborted
         self.md_content = ""
 
     # -- helpers -------------------------------------------------------------------
@@ -91,6 +92,8 @@ class Pipeline:
             spent[model] = spent.get(model, Usage()) + usage
 
         woken = asyncio.Event()
+        if self._stopping:
+            cancel.set()
         try:
             result_future = background.start(loop, call, cancel, book, name=f"mma-{tier.lower().replace(' ', '')}")
             with cancel.interrupt_with(lambda: loop.call_soon_threadsafe(woken.set)):
@@ -137,6 +140,12 @@ class Pipeline:
                 engine.abort()
                 tracks.append(track_id)
         return {"planning": planning_aborted, "tracks": tracks}
+
+    def stop(self) -> dict:
+        """`abort()`, and abort whatever would start after it (quitting, Ctrl-C): a signal that
+        lands while a track is still being loaded must not let it run."""
+        self._stopping = True
+        return self.abort()
 
     @contextlib.contextmanager
     def _claimed(self, step: str, track_id: str, what: str) -> Iterator[track_lock.Claim | None]:
@@ -229,6 +238,8 @@ class Pipeline:
             tier_usage=ledger if ledger is not None else self._track_ledger(), on_state_change=self.save,
             track_claim=claim)
         self.engines[track.id] = engine
+        if self._stopping:
+            engine.abort()
         if track not in self.tracks:
             self.tracks.append(track)
         try:

@@ -278,3 +278,15 @@ def test_session_books_each_response_even_when_a_later_round_fails(emulator, mon
             session.send("", "list the files", str(tmp_path), tools=True)
     assert booked == [("gemini-2.5-flash", 40, 7)]
     assert (session.usage.input_tokens, session.usage.output_tokens) == emulator.billed_total() == (40, 7)
+
+
+async def test_after_stop_nothing_new_starts(tmp_path):
+    """Ctrl-C while a track is still being loaded: the run that would start is aborted."""
+    track_id = "late_20260101"
+    saved_track(tmp_path, track_id, Ticket("T1", "must not run"))
+    pipeline = Pipeline(tmp_path, settings("mock"))
+    assert pipeline.stop() == {"planning": False, "tracks": []}
+    assert await pipeline.resume(track_id) == "aborted"
+    assert state_of(tmp_path, track_id)["tickets"][0]["status"] == "todo"
+    with pytest.raises(PlanningAborted):
+        await pipeline.plan("an epic after the stop")
