@@ -3,7 +3,8 @@
   mma-desk                       open the desktop app (same as `mma-desk gui`)
   mma-desk run --epic TEXT ...   the MMA pipeline headless (see headless.py)
   mma-desk resume TRACK_ID ...   continue a saved track; completed tickets are not re-run
-  mma-desk skeleton FILE...      print tree-sitter views of files
+  mma-desk skeleton FILE...      print tree-sitter views of files (Python, JS, TS/TSX, Go,
+                                 Rust, Java, C, C++, C#; other files: full text and a note)
   mma-desk import-track PATH     import a Conductor track (plan.md) as a ticket DAG
 """
 from __future__ import annotations
@@ -74,7 +75,8 @@ def cmd_skeleton(paths: list[str], mode: str = "skeleton", cache=None) -> int:
             print(f"mma-desk skeleton: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
             status = 2
             continue
-        sys.stdout.write(f"# ==== {path} ====\n{view.text}")
+        note = f" ({view.note})" if view.note else ""
+        sys.stdout.write(f"# ==== {path} ===={note}\n{view.text}")
         if view.text and not view.text.endswith("\n"):
             sys.stdout.write("\n")
     return status

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from file_cache import MODES, FileCache, ViewResult, is_python_path
+from file_cache import MODES, FileCache, ViewResult, has_views
 from providers import catalog
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,11 @@ MODEL_CONTEXT_WINDOWS = catalog.context_windows()   # read-only {model: tokens} 
 _FENCE_LANG = {".py": "python", ".pyi": "python", ".pyw": "python", ".md": "markdown",
                ".toml": "toml", ".json": "json", ".yaml": "yaml", ".yml": "yaml", ".js": "javascript",
                ".ts": "typescript", ".rs": "rust", ".go": "go", ".c": "c", ".h": "c", ".cpp": "cpp",
-               ".sh": "bash", ".html": "html", ".css": "css", ".sql": "sql", ".ini": "ini"}
+               ".sh": "bash", ".html": "html", ".css": "css", ".sql": "sql", ".ini": "ini",
+               ".tsx": "tsx", ".jsx": "jsx", ".mjs": "javascript", ".cjs": "javascript", ".mts": "typescript",
+               ".cts": "typescript", ".java": "java", ".cs": "csharp", ".cc": "cpp", ".cxx": "cpp", ".hpp": "cpp",
+               ".hh": "cpp", ".hxx": "cpp"}
+_FENCE_BY_LANGUAGE = {"cpp": "cpp", "c": "c"}    # a `.h` file is fenced as what it turned out to be
 _SKIP_DIRS = frozenset({"__pycache__", "node_modules"})
 DISCUSSION_ROLES = ("user", "assistant", "system")
 _BACKTICKS = re.compile("`{3,}")
@@ -112,7 +116,8 @@ def _fence(body: str, lang: str) -> str:
 
 def _file_section(label: str, mode: str, view: ViewResult, suffix: str) -> str:
     note = ", best-effort: syntax errors" if view.has_errors else ""
-    lang = "" if mode == "outline" else _FENCE_LANG.get(suffix.lower(), "")
+    note += f"; {view.note}" if view.note else ""
+    lang = "" if mode == "outline" else (_FENCE_BY_LANGUAGE.get(view.language) or _FENCE_LANG.get(suffix.lower(), ""))
     return f"### `{label}` ({mode}{note})\n\n{_fence(view.text, lang)}\n"
 
 
@@ -245,8 +250,8 @@ def build_context(items: Iterable[ContextItem | str | Sequence], screenshots: It
 
 def _trim_plan(sections: list[_FileSection], history: list[TokenEstimate], total: int,
                window: int, cache: FileCache) -> tuple[list[TrimStep], bool]:
-    """Trim order: oldest discussion entries (the newest one stays), then full Python files
-    downgraded to skeleton (biggest saving first), then the largest files dropped."""
+    """Trim order: oldest discussion entries (the newest one stays), then full files of a
+    language with views downgraded to skeleton (biggest saving first), then the largest files dropped."""
     plan: list[TrimStep] = []
 
     def step(action: str, label: str, saved: int) -> bool:
@@ -262,7 +267,7 @@ def _trim_plan(sections: list[_FileSection], history: list[TokenEstimate], total
     sizes = {s.label: s.tokens for s in sections}
     downgrades = []
     for s in sections:
-        if s.mode != "full" or not is_python_path(s.path):
+        if s.mode != "full" or not has_views(s.path):
             continue
         try:
             skeleton = _file_section(s.label, "skeleton", cache.get_view(s.path, "skeleton"), s.path.suffix)
