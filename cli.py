@@ -103,6 +103,8 @@ def cmd_import_track(path: str, project: str | None = None) -> int:
     from conductor_io import read_track_source, save_track
     try:
         src = read_track_source(path)
+        for warning in src.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         _print_dag(src.track)
         if project is None:
             return 0

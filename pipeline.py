@@ -46,6 +46,7 @@ class Pipeline:
         self.epic = ""
         self._epic_usage: tuple[int, int, str] | None = None
         self.md_content = ""
+        self._save_errors: set[str] = set()      # messages already shown by save()
 
     # -- helpers -------------------------------------------------------------------
     @property
@@ -96,12 +97,21 @@ class Pipeline:
         events.emit(self.event_queue, event)
 
     def save(self, engine: mac.ConductorEngine) -> None:
+        """Persist a track; a Conductor file that cannot be updated (not UTF-8, say) is shown
+        once per message and the run goes on (the engine reports OSError itself)."""
         if not self.persist:
             return
         import conductor_io
-        conductor_io.save_track(self.project_dir, engine.track, spec_text=self._spec(engine.track),
-                                tier_usage=engine.tier_usage.snapshot(),
-                                extra_state={"provider": self.provider, "epic": self.epic})
+        try:
+            conductor_io.save_track(self.project_dir, engine.track, spec_text=self._spec(engine.track),
+                                    tier_usage=engine.tier_usage.snapshot(),
+                                    extra_state={"provider": self.provider, "epic": self.epic})
+        except ValueError as exc:
+            if str(exc) not in self._save_errors:
+                self._save_errors.add(str(exc))
+                log.error("saving track %s: %s", engine.track.id, exc)
+                self._emit(events.ErrorEvent(f"could not save track {engine.track.id}: {exc}",
+                                             "fix the file named above; the run goes on"))
 
     def _spec(self, track: Track) -> str:
         epic = f"\n## Epic\n\n{self.epic}\n" if self.epic else ""
