@@ -159,7 +159,7 @@ def test_a_latin1_file_gives_an_error_that_names_it(tmp_path: Path):
     assert [t.id for t in listed] == ["cafe"] and listed[0].title.startswith("Caf")
     meta = tmp_path / "m.json"
     meta.write_bytes('{"description": "caf\u00e9"}'.encode("latin-1"))
-    with pytest.raises(ConductorFileError, match="m.json: not UTF-8"):
+    with pytest.raises(ConductorFileError, match=r"m\.json: not UTF-8"):
         read_json_object_salvaged(meta)
 
 
