@@ -22,6 +22,7 @@ from typing import Any
 import events
 import multi_agent_conductor as mac
 import planning
+import repo_map
 from models import BLOCKED, TODO, TierUsage, Track, new_tier_usage
 from planning import PlanningError
 from providers.base import ProviderError
@@ -113,6 +114,12 @@ class Pipeline:
                 self._emit(events.ErrorEvent(f"could not save track {engine.track.id}: {exc}",
                                              "fix the file named above; the run goes on"))
 
+    def _repo_map(self, track: Track) -> repo_map.RepoMap:
+        """The project's repo map for Tier 2, at the budget the project file sets now."""
+        import project
+        budget = project.load_project_or_last_good(self.project_dir)[0].budgets.repo_map_tokens
+        return repo_map.build_repo_map(self.project_dir, budget, mentioned=f"{track.title}\n{track.description}")
+
     def _spec(self, track: Track) -> str:
         epic = f"\n## Epic\n\n{self.epic}\n" if self.epic else ""
         return f"# Track Specification: {track.title}\n\n## Overview\n\n{track.description}\n{epic}"
@@ -138,7 +145,7 @@ class Pipeline:
         ledger = self._track_ledger()
         tickets = await self._planning_call("Tier 2", lambda: planning.generate_tickets(
             track, self.md_content, provider=self.provider, model=self.settings.models.model_for("Tier 2"),
-            event_queue=self.event_queue), ledger)
+            event_queue=self.event_queue, repo_map=self._repo_map(track)), ledger)
         track.tickets = list(tickets)
         return self.engine_for(track, ledger)
 
