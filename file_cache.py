@@ -55,7 +55,7 @@ from skeleton import elision, emitter, languages
 from skeleton.emitter import HOT_DECORATORS, MAX_ASSIGN_BYTES, MAX_ASSIGN_LINES, MAX_DOCSTRING_LINES  # noqa: F401
 from skeleton.language_views import LanguageParser
 from skeleton.languages import GrammarMissing
-from skeleton.views import OutlineItem, ParsedSource, ViewResult, render_outline
+from skeleton.views import OutlineItem, ParsedSource, ViewResult, ViewShortcuts, render_outline
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ MODES = ("full", "skeleton", "curated", "outline")
 PYTHON_SUFFIXES = frozenset({".py", ".pyi", ".pyw"})
 
 
-class ASTParser:
+class ASTParser(ViewShortcuts):
     """tree-sitter views of Python source. Safe to share between threads.
 
     With `elide_bodies` (the default) non-HOT function bodies are cut before parsing, which
@@ -97,18 +97,6 @@ class ASTParser:
             log.debug("reduced source has errors; parsing the original for exact error lines")
         tree = self._parser().parse(src)
         return ParsedSource(src, tree, *emitter.find_errors(tree.root_node), original=src)
-
-    def get_skeleton(self, code: str) -> str:
-        return self.view(self.parse(code), "skeleton").text
-
-    def get_curated_view(self, code: str) -> str:
-        return self.view(self.parse(code), "curated").text
-
-    def get_outline(self, code: str) -> list[OutlineItem]:
-        return list(self.outline_items(self.parse(code)))
-
-    def get_outline_text(self, code: str) -> str:
-        return self.view(self.parse(code), "outline").text
 
     def view(self, parsed: ParsedSource, mode: str) -> ViewResult:
         if mode == "full":

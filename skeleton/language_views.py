@@ -18,7 +18,7 @@ from tree_sitter import Node, Parser, Tree
 
 from skeleton import brace_emitter
 from skeleton.languages import SPECS, LanguageSpec, load_language, mask_c_macros
-from skeleton.views import OutlineItem, ParsedSource, ViewResult, render_outline
+from skeleton.views import OutlineItem, ParsedSource, ViewResult, ViewShortcuts, render_outline
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def count_errors(root: Node) -> tuple[int, tuple[int, ...]]:
     return count, tuple(sorted(lines))
 
 
-class LanguageParser:
+class LanguageParser(ViewShortcuts):
     """tree-sitter views of one language in `skeleton.languages.SPECS`.  Thread-safe.
 
     Raises `skeleton.languages.GrammarMissing` when the language's wheel is not installed.
@@ -67,18 +67,6 @@ class LanguageParser:
         tree = self.parse_tree(src)
         _count, lines = count_errors(tree.root_node)
         return ParsedSource(src, tree, lines, original=src, language=self.language)
-
-    def get_skeleton(self, code: str) -> str:
-        return self.view(self.parse(code), "skeleton").text
-
-    def get_curated_view(self, code: str) -> str:
-        return self.view(self.parse(code), "curated").text
-
-    def get_outline(self, code: str) -> list[OutlineItem]:
-        return list(self.outline_items(self.parse(code)))
-
-    def get_outline_text(self, code: str) -> str:
-        return self.view(self.parse(code), "outline").text
 
     def outline_items(self, parsed: ParsedSource) -> tuple[OutlineItem, ...]:
         return tuple(OutlineItem(kind, name, qual, line, end, level)

@@ -67,3 +67,28 @@ def render_outline(items: Iterable[OutlineItem], language: str = "python") -> st
             word, name = it.kind, it.qualname if it.depth == 0 else it.name
         lines.append(f"{'    ' * it.depth}{word} {name}  [{it.line}-{it.end_line}]")
     return "\n".join(lines) + ("\n" if lines else "")
+
+
+class ViewShortcuts:
+    """`get_skeleton(code)` and friends for a parser with `parse`, `view` and `outline_items`."""
+
+    def parse(self, code: str | bytes) -> ParsedSource:
+        raise NotImplementedError
+
+    def view(self, parsed: ParsedSource, mode: str) -> ViewResult:
+        raise NotImplementedError
+
+    def outline_items(self, parsed: ParsedSource) -> tuple[OutlineItem, ...]:
+        raise NotImplementedError
+
+    def get_skeleton(self, code: str) -> str:
+        return self.view(self.parse(code), "skeleton").text
+
+    def get_curated_view(self, code: str) -> str:
+        return self.view(self.parse(code), "curated").text
+
+    def get_outline(self, code: str) -> list[OutlineItem]:
+        return list(self.outline_items(self.parse(code)))
+
+    def get_outline_text(self, code: str) -> str:
+        return self.view(self.parse(code), "outline").text
