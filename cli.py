@@ -1,6 +1,9 @@
 """`mma-desk`: the console entry point.
 
   mma-desk                       open the desktop app (same as `mma-desk gui`)
+  mma-desk --enable-test-hooks   ... with the loopback hook API; stdout's first line is
+                                 `MMA_HOOKS http://127.0.0.1:<port>/?token=<t>` (MMA_HOOK_TOKEN
+                                 chooses the token; MMA_TEST_HOOKS alone opens nothing)
   mma-desk run --epic TEXT ...   the MMA pipeline headless (see headless.py)
   mma-desk resume TRACK_ID ...   continue a saved track; completed tickets are not re-run
   mma-desk skeleton FILE...      print tree-sitter views of files (Python, JS, TS/TSX, Go,

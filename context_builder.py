@@ -5,6 +5,10 @@ screenshots, discussion and a system prompt into one markdown bundle.  File view
 `file_cache.FileCache`.  When the total is over the model's context window, the bundle carries
 a trim plan: what to drop or downgrade, in order, until it fits.
 
+`files_within_budget` is the Tier 3 worker's use of it: a ticket's files fitted to a token
+budget by applying the trim plan, with every file that was left out or trimmed named and
+explained, for the worker's prompt and for the user.
+
 `file_cache` re-exports every public name here, so `file_cache.build_context` keeps working.
 """
 from __future__ import annotations
@@ -286,3 +290,41 @@ def _trim_plan(sections: list[_FileSection], history: list[TokenEstimate], total
         if step("drop_file", label, tokens):
             return plan, True
     return plan, False
+
+
+@dataclass(frozen=True)
+class FilesWithinBudget:
+    """A ticket's files as a model gets them, and what did not make it in whole."""
+    markdown: str                                  # the files, then a note naming what is missing
+    left_out: tuple[ContextError, ...] = ()        # missing, outside the root, no glob match, over budget
+    trimmed: tuple[str, ...] = ()                  # files shown as a skeleton to fit the budget
+
+
+def files_within_budget(paths: Iterable[str], root: str | os.PathLike, budget_tokens: int,
+                        cache: FileCache | None = None) -> FilesWithinBudget:
+    """`paths` (files or globs) in full view, trimmed to `budget_tokens` by the trim plan
+    (Python files to skeletons first, then the largest files dropped)."""
+    cache = cache or FileCache()
+    bundle = build_context([ContextItem(p, "full") for p in paths], root=root,
+                           model_context_window=budget_tokens, cache=cache)
+    left_out = list(bundle.errors)
+    trimmed: list[str] = []
+    if bundle.over_budget:
+        tokens = {e.label: e.tokens for e in bundle.items if e.source == "files"}
+        dropped = {step.label for step in bundle.trim_plan if step.action == "drop_file"}
+        trimmed = [step.label for step in bundle.trim_plan
+                   if step.action == "downgrade_to_skeleton" and step.label not in dropped]
+        left_out += [ContextError("files", label, f"over the context budget ({tokens[label]} tokens; "
+                                                  f"{budget_tokens} for all of a ticket's files)")
+                     for label in tokens if label in dropped]
+        kept = [ContextItem(e.label, "skeleton" if e.label in trimmed else e.mode)
+                for e in bundle.items if e.source == "files" and e.label not in dropped]
+        bundle = build_context(kept, root=root, model_context_window=budget_tokens, cache=cache)
+        left_out += bundle.errors                  # a file that vanished in between
+    note = [f"- `{e.path}`: {e.message}; not included" for e in left_out]
+    note += [f"- `{label}`: shown as a skeleton to fit the context budget; read it for the rest"
+             for label in trimmed]
+    parts = [bundle.markdown] if bundle.markdown else []
+    if note:
+        parts.append("## Context files not included as asked\n\n" + "\n".join(note) + "\n")
+    return FilesWithinBudget("\n".join(parts), tuple(left_out), tuple(trimmed))
