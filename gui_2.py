@@ -63,7 +63,7 @@ DEFAULT_HOOK_PORT = 8999
 FRAME_BUDGET_MS = 4.0
 SHUTDOWN_GRACE_S = 3.0                 # an aborted track gets this long to stop and save its state
 PIPELINE_LABELS = ("Plan epic", *RUN_LABELS)   # App._submit labels of the pipeline's steps
-HOOK_URL_PREFIX = "MMA_HOOKS"          # `main` prints "MMA_HOOKS http://127.0.0.1:<port>" to stdout
+HOOK_URL_PREFIX = "MMA_HOOKS"          # `main` prints "MMA_HOOKS http://127.0.0.1:<port>/?token=<t>" to stdout
 
 
 class App(PipelineCommands):
@@ -148,9 +148,10 @@ class App(PipelineCommands):
 
     @property
     def hook_url(self) -> str | None:
-        """The hook API's URL while its server listens, else None."""
+        """The hook API's address while its server listens, else None (without the token: this
+        is shown in the Diagnostics window and the snapshot, and may end up in a screenshot)."""
         server = self.hook_server
-        return server.url if server is not None and server.port else None
+        return server.base_url if server is not None and server.port else None
 
     # ==================================================================== the event pump
     async def _process_event_queue(self) -> None:
@@ -398,7 +399,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--provider", choices=project_mod.PROVIDERS, default=None,
                    help="model provider (default: MMA_PROVIDER, the project file, a provider with a key, else mock)")
     p.add_argument("--enable-test-hooks", action="store_true",
-                   help="serve the loopback hook API for scripts and tests (also MMA_TEST_HOOKS=1)")
+                   help="serve the loopback hook API for scripts and tests; every request needs the token "
+                        "in the printed MMA_HOOKS URL (MMA_HOOK_TOKEN chooses it)")
     p.add_argument("--hook-port", type=int, default=DEFAULT_HOOK_PORT,
                    help=f"hook API port (default {DEFAULT_HOOK_PORT}; 0 picks a free one)")
     p.add_argument("--window-size", type=_window_size, default=DEFAULT_WINDOW_SIZE, metavar="WxH",
@@ -430,13 +432,23 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_log_redaction()
-    hooks = args.enable_test_hooks or os.environ.get("MMA_TEST_HOOKS", "").strip() == "1"
+    # Only the explicit flag opens the control port: an environment variable is inherited by
+    # every child process, so it could open one nobody asked for (docs/guide_tools.md).
+    if os.environ.get("MMA_TEST_HOOKS") and not args.enable_test_hooks:
+        log.warning("MMA_TEST_HOOKS no longer opens the hook API; start with --enable-test-hooks")
+    token = None
+    if args.enable_test_hooks:
+        from api_hooks import choose_token
+        try:
+            token = choose_token()
+        except ValueError as exc:
+            _parser().error(str(exc))
     app = App(args.project, provider=args.provider)
     previous = _quit_on_signals(app)
     try:
-        if hooks:
+        if token is not None:
             from api_hooks import HookServer
-            server = HookServer(app, port=args.hook_port)
+            server = HookServer(app, port=args.hook_port, token=token)
             app.hook_server = server
             server.start()
             print(f"{HOOK_URL_PREFIX} {server.url}", flush=True)  # noqa: T201  (scripts read the URL from stdout)

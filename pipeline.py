@@ -30,6 +30,7 @@ import background
 import events
 import multi_agent_conductor as mac
 import planning
+import repo_map
 import track_lock
 from models import BLOCKED, TODO, TierUsage, Track, new_tier_usage
 from planning import PlanningError
@@ -67,6 +68,7 @@ class Pipeline:
         self._planning_cancel: CancelSignal | None = None
         self._stopping = False                     # stop(): whatever starts from now is aborted
         self.md_content = ""
+        self._save_errors: set[str] = set()      # messages already shown by save()
 
     # -- helpers -------------------------------------------------------------------
     @property
@@ -189,12 +191,28 @@ class Pipeline:
         events.emit(self.event_queue, event)
 
     def save(self, engine: mac.ConductorEngine) -> None:
+        """Persist a track; a Conductor file that cannot be updated (not UTF-8, say) is shown
+        once per message and the run goes on (the engine reports OSError itself)."""
         if not self.persist:
             return
         import conductor_io
-        conductor_io.save_track(self.project_dir, engine.track, spec_text=self._spec(engine.track),
-                                tier_usage=engine.tier_usage.snapshot(),
-                                extra_state={"provider": self.provider, "epic": self._epics.get(engine.track.id, "")})
+        try:
+            conductor_io.save_track(self.project_dir, engine.track, spec_text=self._spec(engine.track),
+                                    tier_usage=engine.tier_usage.snapshot(),
+                                    extra_state={"provider": self.provider,
+                                                 "epic": self._epics.get(engine.track.id, "")})
+        except ValueError as exc:
+            if str(exc) not in self._save_errors:
+                self._save_errors.add(str(exc))
+                log.error("saving track %s: %s", engine.track.id, exc)
+                self._emit(events.ErrorEvent(f"could not save track {engine.track.id}: {exc}",
+                                             "fix the file named above; the run goes on"))
+
+    def _repo_map(self, track: Track) -> repo_map.RepoMap:
+        """The project's repo map for Tier 2, at the budget the project file sets now."""
+        import project
+        budget = project.load_project_or_last_good(self.project_dir)[0].budgets.repo_map_tokens
+        return repo_map.build_repo_map(self.project_dir, budget, mentioned=f"{track.title}\n{track.description}")
 
     def _spec(self, track: Track) -> str:
         epic_text = self._epics.get(track.id, "")
@@ -226,7 +244,7 @@ class Pipeline:
             model = self.settings.models.model_for("Tier 2")
             tickets = await self._planning_call("Tier 2", lambda cancel, book: planning.generate_tickets(
                 track, self.md_content, provider=self.provider, model=model, event_queue=self.event_queue,
-                cancel_event=cancel, on_usage=book), ledger)
+                repo_map=self._repo_map(track), cancel_event=cancel, on_usage=book), ledger)
             track.tickets = list(tickets)
             self._epics[track.id] = self.epic
             return self.engine_for(track, ledger, claim)

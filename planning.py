@@ -22,6 +22,7 @@ from dag_engine import DAGError, TrackDAG
 from models import Ticket, Track, slugify, validate_id
 from providers import catalog
 from providers.base import CancelSignal, Usage
+from repo_map import RepoMap, missing_context_files
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,10 @@ Reply with ONLY a JSON list of tickets:
 [{"id": "T1", "description": "...", "depends_on": [], "step_mode": false, "context_requirements": ["path/file.py"]}]
 depends_on must name ids in the same list and form no cycle; tickets that do not depend on
 each other run in parallel."""
+TIER2_REPO_MAP_RULE = """
+<REPO_MAP> lists the project's files (best first) with their top-level symbols.
+context_requirements must name files from it, as written there; a file a ticket will create
+is not a context requirement."""
 
 
 class PlanningError(RuntimeError):
@@ -214,11 +219,29 @@ def plan_epic(epic: str, md_content: str = "", *, provider: str | None = None, m
 
 def generate_tickets(track: Track, md_content: str = "", *, provider: str | None = None,
                      model: str | None = None, event_queue: events.AsyncEventQueue | None = None,
-                     cancel_event: CancelSignal | None = None,
+                     repo_map: RepoMap | None = None, cancel_event: CancelSignal | None = None,
                      on_usage: ai_client.UsageSink | None = None) -> PlanResult:
-    """Tier 2: track -> ticket DAG."""
+    """Tier 2: track -> ticket DAG.
+
+    With a `repo_map` the prompt carries the project's files and symbols, and every
+    `context_requirements` entry that names no file is reported (log + `ErrorEvent` with the
+    ticket id); the ticket keeps the entry, so the worker's prompt still shows the intent."""
     model = model or catalog.tier_defaults(provider).model_for("Tier 2")
     user = f"<TRACK>\n{track.title}\n\n{track.description}\n</TRACK>"
-    return _ask_tier("Tier 2", TIER2_STREAM, TIER2_SYSTEM, user, parse_json_tickets,
-                     md_content=md_content, provider=provider, model=model,
-                     event_queue=event_queue, cancel_event=cancel_event, on_usage=on_usage)
+    system = TIER2_SYSTEM
+    if repo_map:
+        user += f"\n\n<REPO_MAP>\n{repo_map.text}</REPO_MAP>"
+        system += TIER2_REPO_MAP_RULE
+    result = _ask_tier("Tier 2", TIER2_STREAM, system, user, parse_json_tickets,
+                       md_content=md_content, provider=provider, model=model,
+                       event_queue=event_queue, cancel_event=cancel_event, on_usage=on_usage)
+    if repo_map is not None:
+        for ticket in result.value:
+            for path in missing_context_files(ticket.context_requirements, repo_map.root):
+                log.warning("Tier 2: ticket %s names context file %r, which is not in %s",
+                            ticket.id, path, repo_map.root)
+                events.emit(event_queue, events.ErrorEvent(
+                    f"Tier 2: ticket {ticket.id} names context file {path!r}, which does not exist",
+                    "the worker will not see it; fix the path in the ticket or add the file",
+                    ticket_id=ticket.id))
+    return result

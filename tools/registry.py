@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from providers.base import ToolSpec
-from tools import files, shell
+from tools import files, search, shell
 from tools.errors import ToolError
 from tools.paths import display_path, resolve_in_root, resolve_root
 
@@ -148,15 +148,16 @@ _TOOLS: dict[str, _Tool] = {t.name: t for t in (
     ),
     _Tool(
         "search_text",
-        "Search the project's text files for a string (or a Python regular expression when regex is true). "
+        "Search the project's text files for a string (or, when regex is true, an RE2 regular expression: "
+        "Python re syntax without backreferences or lookaround; at most 1 s of searching). "
         "Returns 'path:line: text' lines. Skips binary files and .git, .venv, __pycache__, node_modules.",
         (_Param("pattern", _string("Text to find (case-sensitive), or a regex if regex is true.")),
          _Param("path", _string("File or directory to search, relative to the project root; default '.'."), "."),
          _Param("regex", {"type": "boolean", "description": "Treat pattern as a regular expression; default false."},
                 False),
-         _Param("max_results", {"type": "integer", "minimum": 1, "maximum": files.SEARCH_RESULTS_CAP,
+         _Param("max_results", {"type": "integer", "minimum": 1, "maximum": search.SEARCH_RESULTS_CAP,
                                 "description": "Maximum number of matching lines; default 100."}, 100)),
-        False, files.search_text, _describe_search,
+        False, search.search_text, _describe_search,
     ),
     _Tool(
         "file_skeleton",
