@@ -338,10 +338,6 @@ def run_headless(epic: str | None, project_dir: str, *, provider: str | None = N
             return 2
         notes.append(f"Made {root} a git repository (git init, first commit of what was there)")
         in_git = True
-    elif not in_git and auto:
-        notes.append(f"NOTE: {root} is not a git repository, so the workers run with read-only tools and change "
-                     "nothing. Run again with --git-init to make it one (git init + a first commit of what is "
-                     "there); each ticket then works in its own git worktree on a track branch.")
     if in_git:
         from track_workspace import prune_abandoned
         pruned = prune_abandoned(root)
@@ -370,6 +366,10 @@ def run_headless(epic: str | None, project_dir: str, *, provider: str | None = N
     code, interrupted = asyncio.run(_run(pipeline, printer, epic, resume_id, auto, apply))
     if interrupted:
         _exit_now(code)
+    if auto and not in_git:
+        printer.line(f"NOTE: {root} is not a git repository, so the workers ran with read-only tools and changed "
+                     "nothing. Run again with --git-init to make it one (git init + a first commit of what is "
+                     "there); each ticket then works in its own git worktree on a track branch.")
     return code
 
 
