@@ -16,6 +16,11 @@ Threading (see docs/guide_architecture.md):
   `run()` returns within `ABORT_GRACE_S` with every unfinished ticket back in `todo`.  A
   worker that has not stopped by then keeps the track's lock (`track_lock`), so a Resume
   is refused until it has.
+- In a git repository the engine owns a `TrackWorkspace` (track_workspace.py): `run()` opens
+  it (track branch, leftovers pruned), each worker thread first gets its ticket's worktree,
+  a DONE outcome lands (commit, merge onto the track branch, QA) on a thread of its own, one
+  ticket at a time in DAG order, and `run()` closes it (worktrees removed).  No git runs on
+  the loop thread.
 - Approvals are `concurrent.futures.Future`s carried inside events (approvals.py);
   whoever answers resolves the future.  A worker waits on it with a timeout; the engine
   subscribes with a done-callback.  Nobody polls.
