@@ -27,7 +27,16 @@ from typing import Any
 
 import providers
 from providers import catalog
-from providers.base import CancelledByUser, ChatRequest, ChatResponse, ProviderError, ToolCall, Usage
+from providers.base import (
+    CancelEvent,
+    CancelledByUser,
+    ChatRequest,
+    ChatResponse,
+    ProviderError,
+    ToolCall,
+    ToolResult,
+    Usage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +134,7 @@ class Session:
         self.comms_log: list[dict] = []
         self.usage = Usage()
         self.last_result: SendResult | None = None
-        self.cancel_event = threading.Event()
+        self.cancel_event = CancelEvent()      # set() also runs the adapter's stop callbacks
         self.comms_callback: Callable[[dict], None] | None = None
         self._log_lock = threading.Lock()
         self._log_file: Path | None = None
@@ -186,7 +195,7 @@ class Session:
         if images:
             user_msg["images"] = images
         messages = [*self.history, user_msg]
-        tool_specs = _tool_specs(tools)
+        tool_specs = _tool_specs(tools, base_dir)
         total = Usage()
         calls_made: list[dict] = []
         text_parts: list[str] = []
@@ -213,9 +222,8 @@ class Session:
                 break
             for call in response.tool_calls:
                 result = self._run_tool(call, base_dir, pre_tool_callback, qa_callback)
-                calls_made.append({**call.to_dict(), "result": result})
-                messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name,
-                                 "content": result})
+                calls_made.append({**call.to_dict(), "result": result.text})
+                messages.append(result.message(call))
         text = "\n".join(p for p in text_parts if p)
         if keep_history:
             self.history = messages
@@ -265,33 +273,47 @@ class Session:
                       "output_tokens": response.usage.output_tokens}}, response.model or request.model)
         return response
 
-    def _run_tool(self, call: ToolCall, base_dir: str, pre_tool_callback, qa_callback) -> str:
+    def _run_tool(self, call: ToolCall, base_dir: str, pre_tool_callback, qa_callback) -> ToolResult:
+        """One tool call: the project's toolbox (built-in + MCP) says whether to ask first."""
         import tools
+        from tools.toolbox import toolbox_for
+        box = toolbox_for(base_dir)
         self.log("IN", "tool_call", call.to_dict())
         approved = False
         args = dict(call.args)
-        if tools.needs_approval(call.name):
-            description = tools.describe(call.name, args, base_dir)
+        if box.needs_approval(call.name):
+            description = box.describe(call.name, args)
             decision = pre_tool_callback(call.name, args, description) if pre_tool_callback else False
             if isinstance(decision, dict):           # approval with edits, e.g. {"approved": True, "args": {...}}
                 args = decision.get("args", args)
                 decision = decision.get("approved", False)
             approved = bool(decision)
             if not approved:
-                result = f"REFUSED: the user did not approve {call.name}."
-                self.log("OUT", "tool_result", {"id": call.id, "name": call.name, "result": result})
+                result = ToolResult(f"REFUSED: the user did not approve {call.name}.", is_error=True)
+                self._log_tool_result(call, result)
                 return result
         try:
-            result = tools.execute(call.name, args, base_dir, approved=approved)
+            result = box.execute(call.name, args, approved=approved)
         except tools.ToolError as exc:
-            result = f"ERROR: {exc}"
+            text = f"ERROR: {exc}"
             if qa_callback is not None:
                 try:
-                    result += f"\nQA: {qa_callback(result)}"
+                    text += f"\nQA: {qa_callback(text)}"
                 except ProviderError as qa_exc:
                     log.warning("Tier 4 analysis failed: %s", qa_exc)
-        self.log("OUT", "tool_result", {"id": call.id, "name": call.name, "result": result})
+            result = ToolResult(text, is_error=True)
+        self._log_tool_result(call, result)
         return result
+
+    def _log_tool_result(self, call: ToolCall, result: ToolResult) -> None:
+        payload: dict[str, Any] = {"id": call.id, "name": call.name, "result": result.text}
+        if result.is_error:
+            payload["is_error"] = True
+        if result.images:
+            payload["images"] = len(result.images)
+        if result.structured is not None:
+            payload["structured"] = result.structured
+        self.log("OUT", "tool_result", payload)
 
     def bleed_stats(self) -> dict:
         from context_builder import context_window_for, estimate_tokens
@@ -313,12 +335,13 @@ class Session:
         }
 
 
-def _tool_specs(tools_arg) -> list:
+def _tool_specs(tools_arg, base_dir: str = ".") -> list:
+    """`tools=True`: the project's toolbox (built-in tools plus its MCP servers' tools)."""
     if not tools_arg:
         return []
     if tools_arg is True:
-        import tools
-        return list(tools.TOOL_SPECS)
+        from tools.toolbox import toolbox_for
+        return toolbox_for(base_dir).specs()
     return list(tools_arg)
 
 

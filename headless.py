@@ -204,4 +204,25 @@ def run_headless(epic: str | None, project_dir: str, *, provider: str | None = N
     if not epic and not resume_id:
         printer.line("nothing to do: give --epic TEXT or resume TRACK_ID")
         return 2
-    return asyncio.run(_run(pipeline, printer, epic, resume_id, auto))
+    hub = _start_mcp_servers(root, cfg.mcp_servers, printer) if settings.tools_enabled else None
+    try:
+        return asyncio.run(_run(pipeline, printer, epic, resume_id, auto))
+    finally:
+        if hub is not None:
+            hub.close()
+
+
+def _start_mcp_servers(root: Path, servers: list, printer: ProgressPrinter):
+    """The project's MCP servers for the run's workers (stopped when the run ends); a server
+    that fails to start is reported and left out."""
+    if not any(server.enabled for server in servers):
+        return None
+    from tools.mcp_client import FAILED, RUNNING, McpHub
+    hub = McpHub(root)
+    hub.apply(servers).result(timeout=hub.start_timeout * 2)
+    for status in hub.statuses():
+        if status.state == RUNNING:
+            printer.line(f"MCP server {status.name}: {len(status.tools)} tool(s)")
+        elif status.state == FAILED:
+            printer.line(f"WARNING: MCP server {status.name} failed to start: {status.error}")
+    return hub

@@ -10,7 +10,8 @@ paths as production.
 Neutral message shapes (`ChatRequest.messages`):
   {"role": "user", "content": str, "images"?: [{"mime_type": str, "data": bytes}]}
   {"role": "assistant", "content": str, "tool_calls"?: [ToolCall.to_dict()]}
-  {"role": "tool", "tool_call_id": str, "name": str, "content": str}
+  {"role": "tool", "tool_call_id": str, "name": str, "content": str,
+   "is_error"?: bool, "images"?: [{"mime_type": str, "data": base64 str}], "structured"?: dict}
 """
 from __future__ import annotations
 
@@ -35,6 +36,30 @@ class ToolCall:
 
     def to_dict(self) -> dict:
         return {"id": self.id, "name": self.name, "args": dict(self.args)}
+
+
+@dataclass
+class ToolResult:
+    """What a tool call gave back, before a provider translates it (`message()`).
+
+    `text` is what every provider gets; `is_error` marks a failed call (Anthropic's
+    `is_error`, Gemini's `error` key); `images` (base64) and `structured` (the MCP
+    `structuredContent` object) go where the provider's tool-result format has room.
+    """
+    text: str
+    is_error: bool = False
+    images: list[dict] = field(default_factory=list)
+    structured: dict | None = None
+
+    def message(self, call: ToolCall) -> dict:
+        msg: dict = {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": self.text}
+        if self.is_error:
+            msg["is_error"] = True
+        if self.images:
+            msg["images"] = list(self.images)
+        if self.structured is not None:
+            msg["structured"] = self.structured
+        return msg
 
 
 @dataclass
@@ -126,6 +151,46 @@ class ProviderUnavailableError(ProviderError):
 
 class CancelledByUser(ProviderError):
     pass
+
+
+class CancelEvent(threading.Event):
+    """A `threading.Event` that also runs callbacks when set: an adapter whose call cannot
+    check the flag between chunks (a subprocess that is silent for seconds) registers one
+    that stops the call at once, instead of polling the flag."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._callbacks: list[Callable[[], None]] = []
+        self._callbacks_lock = threading.Lock()
+
+    def set(self) -> None:
+        super().set()
+        with self._callbacks_lock:
+            callbacks = list(self._callbacks)
+        for callback in callbacks:
+            callback()
+
+    def add_callback(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Run `callback` when the event is set (now, if it is already); returns its remover."""
+        with self._callbacks_lock:
+            self._callbacks.append(callback)
+        if self.is_set():
+            callback()
+
+        def remove() -> None:
+            with self._callbacks_lock:
+                if callback in self._callbacks:
+                    self._callbacks.remove(callback)
+        return remove
+
+
+def on_cancel(request: ChatRequest, callback: Callable[[], None]) -> Callable[[], None]:
+    """Run `callback` when the request is cancelled; returns its remover (a no-op remover for a
+    plain Event, which the caller then checks between events)."""
+    event = request.cancel_event
+    if isinstance(event, CancelEvent):
+        return event.add_callback(callback)
+    return lambda: None
 
 
 def check_cancel(request: ChatRequest) -> None:
