@@ -314,7 +314,7 @@ def _tool_result_content(msg: dict) -> str | list[dict]:
     if not msg.get("images") and not isinstance(msg.get("structured"), dict):
         return text
     blocks: list[dict] = [{"type": "text", "text": text}] if text else []
-    if isinstance(msg.get("structured"), dict) and json.dumps(msg["structured"]) not in text:
+    if isinstance(msg.get("structured"), dict) and not _is_json_of(text, msg["structured"]):
         blocks.append({"type": "text", "text": "structuredContent: " + json.dumps(msg["structured"])})
     for image in msg.get("images") or []:
         data = image["data"]
@@ -322,6 +322,13 @@ def _tool_result_content(msg: dict) -> str | list[dict]:
         blocks.append({"type": "image", "source": {"type": "base64", "media_type": image["mime_type"],
                                                    "data": encoded}})
     return blocks
+
+
+def _is_json_of(text: str, value: Any) -> bool:
+    try:
+        return bool(json.loads(text) == value)
+    except ValueError:
+        return False
 
 
 def _input_tokens(usage: Any) -> int:

@@ -6,7 +6,7 @@ the same approval rule from one place:
 
     box = toolbox_for(project_root)
     box.specs()                    -> [ToolSpec]   built-in first, then `<server>__<tool>`
-    box.needs_approval(name)       -> bool          unknown names: True (fail closed)
+    box.needs_approval(name)       -> bool          unknown built-in names: True (fail closed)
     box.describe(name, args)       -> dict          for the approval dialog; never raises
     box.execute(name, args, approved=...) -> ToolResult   (ToolError for a built-in's bad call)
     box.listing()                  -> [(name, server, policy)]   for `mma-desk tools`
@@ -81,10 +81,12 @@ class Toolbox:
         return name not in registry.TOOL_NAMES and self.hub is not None and self.hub.knows(name)
 
     def needs_approval(self, name: str) -> bool:
+        """Built-in: writes and the shell.  MCP: unless read-only or trusted; a tool of a server that
+        is down runs nothing (its call only reports that), so there is nothing to approve."""
         if self._mcp(name):
             assert self.hub is not None
             tool = self.hub.tool(name)
-            return True if tool is None else tool.needs_approval
+            return False if tool is None else tool.needs_approval
         return registry.needs_approval(name)
 
     def describe(self, name: str, args: Any) -> dict:
@@ -96,7 +98,7 @@ class Toolbox:
         shown = _short.repr(args) if not isinstance(args, dict) else ", ".join(
             f"{k}={_short.repr(v)}" for k, v in list(args.items())[:8])
         out = {"tool": name, "server": server, "mcp_tool": tool.name if tool else name.split("__", 1)[-1],
-               "needs_approval": True if tool is None else tool.needs_approval,
+               "needs_approval": self.needs_approval(name),
                "summary": f"MCP server {server}: {tool.name if tool else name}({shown})"}
         if tool is None:
             out["error"] = f"server {server!r} is not running"
@@ -108,6 +110,8 @@ class Toolbox:
         assert self.hub is not None
         if not isinstance(args, dict) and args is not None:
             raise ToolError(f"{name} arguments must be an object, got {type(args).__name__}")
+        if self.hub.tool(name) is None:
+            return self.hub.call(name, args)          # the error result: which server is down, and why
         if self.needs_approval(name) and approved is not True:
             log.warning("refused %s: not approved", name)
             raise ToolError(f"{name} needs the developer's approval and was not approved; nothing was done")
