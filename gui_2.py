@@ -49,6 +49,7 @@ from gui.context_state import ContextState, session_log_dir
 from gui.frame_stats import FrameStats
 from gui.hook_actions import HookSurface
 from gui.layout import APP_TITLE, DEFAULT_WINDOW_SIZE, WIN_APPROVALS, build_runner_params
+from gui.mcp_servers import McpServers, chat_tool_approver
 from gui.mma_state import MMAState
 from pipeline import EngineThread, Pipeline
 from planning import PlanningError
@@ -120,6 +121,10 @@ class App(PipelineCommands):
         self._seen_status = self.mma.mma_status
         self.refresh_saved_tracks()
         self.ctx.on_provider_changed = self._follow_provider
+        # MCP servers as tools, and the chat's tool approvals in the Approvals window
+        self.mcp = McpServers(self.ctx)
+        self.ctx.tool_approver = chat_tool_approver(self.event_queue, lambda: self.run_settings.approval_timeout)
+        self.mcp.poll()
         self._pump_future = self.engine_thread.submit(self._process_event_queue())
         self._pump_future.add_done_callback(self._on_pump_done)
         self.hooks.publish()
@@ -262,7 +267,7 @@ class App(PipelineCommands):
     # ==================================================================== per frame
     def is_busy(self) -> bool:
         """Anything in flight that should keep frames coming (idling off)."""
-        return (self.mma.busy or self.ctx.busy or self.futures_in_flight > 0
+        return (self.mma.busy or self.ctx.busy or self.mcp.busy or self.futures_in_flight > 0
                 or not self._pending_gui_tasks.empty() or self.hooks.pending)
 
     def workers_busy(self) -> int:
@@ -276,6 +281,7 @@ class App(PipelineCommands):
         self.check_futures()
         self.mma.prune_resolved()
         self.ctx.poll()
+        self.mcp.poll()
         self.sync_project_dir()
         self.comms_log.drain()
         self.idling_enabled = not self.is_busy()
@@ -360,6 +366,7 @@ class App(PipelineCommands):
         log.info("engine thread stopped")
         self.comms_log.uninstall()
         self.ctx.close()
+        self.mcp.close()
         log.info("MMA Desk closed")
 
 
