@@ -39,6 +39,7 @@ import subprocess
 import sys
 import threading
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,19 @@ class _Pending:
     text: list[str]
 
 
+class _Suspended:
+    """The run waiting for a tool result, kept apart from the adapter so a finalizer can end it."""
+
+    def __init__(self) -> None:
+        self.pending: _Pending | None = None
+
+    def kill(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.run.kill()
+            pending.run.close()
+
+
 class GeminiCliAdapter:
     name = PROVIDER
 
@@ -148,8 +162,19 @@ class GeminiCliAdapter:
         self._home: CliHome | None = None
         self.session_id = str(uuid.uuid4())
         self._seen: list[dict] = []              # the messages the CLI session holds
-        self._pending: _Pending | None = None
+        self._suspended = _Suspended()
+        self.last_pid: int | None = None         # the newest CLI process (its process group id too)
         self._lock = threading.Lock()            # one call at a time per session
+        # a session dropped in the middle of a tool round must not leave its CLI waiting
+        weakref.finalize(self, self._suspended.kill)
+
+    @property
+    def _pending(self) -> _Pending | None:
+        return self._suspended.pending
+
+    @_pending.setter
+    def _pending(self, value: _Pending | None) -> None:
+        self._suspended.pending = value
 
     # ------------------------------------------------------------------ public
     def generate(self, request: ChatRequest, on_chunk: ChunkCallback | None = None) -> ChatResponse:
@@ -171,10 +196,7 @@ class GeminiCliAdapter:
 
     def close(self) -> None:
         with self._lock:
-            if self._pending is not None:
-                self._pending.run.kill()
-                self._pending.run.close()
-                self._pending = None
+            self._suspended.kill()
         if self._home is not None:
             self._home.cleanup()
 
@@ -229,6 +251,7 @@ class GeminiCliAdapter:
             proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
                                     cwd=home.work, env=home.environment(self._key, self.base_url),
                                     start_new_session=True)
+        self.last_pid = proc.pid
         run = _Run(proc, queue.SimpleQueue(), stderr_path, listener)
         run.remove_cancel = on_cancel(request, lambda: self._cancel(run))
         reader = threading.Thread(target=_read_stdout, args=(run,), name="gemini-cli-out", daemon=True)
@@ -319,7 +342,7 @@ class GeminiCliAdapter:
     def _no_result(self, run: _Run, returncode: int | None, partial: str, last_error: str) -> ProviderError:
         self._new_session()
         tail = run.stderr_tail()
-        if last_error or "status" in tail:
+        if last_error or re.search(r"\bstatus:\s*\d{3}\b", tail):
             error = self._error({"message": last_error}, last_error, tail, partial)
             if not isinstance(error, (RateLimitError, AuthError, BadRequestError)) and partial:
                 return StreamInterruptedError(f"the Gemini CLI ended without a result: {error}",

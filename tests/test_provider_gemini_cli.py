@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -62,6 +61,25 @@ def emulator(gemini_cli, monkeypatch, tmp_path):
 
 def generations(emu: WireEmulator) -> list:
     return [r for r in emu.requests if "countTokens" not in r.path]
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def group_gone(pgid: int, timeout: float = 5.0) -> bool:
+    """Whether every process of the group has gone within `timeout` (killed ones may need a
+    moment to be reaped by init)."""
+    deadline = time.monotonic() + timeout
+    while group_alive(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def files_containing(root: Path, text: str) -> list[Path]:
@@ -121,6 +139,23 @@ def test_tool_calls_go_through_mma_desk_approval(emulator, tmp_path):
     assert (result.usage.input_tokens, result.usage.output_tokens) == (billed["input_tokens"], billed["output_tokens"])
 
 
+def test_a_run_left_waiting_for_a_tool_result_is_ended(emulator, tmp_path):
+    """ai_client may never come back with the result (an exception, max rounds): close() or
+    garbage collection of the adapter ends the CLI that waits for it."""
+    from providers.base import ChatRequest, ToolSpec
+    emulator.script("gemini", Reply(tool_calls=[{"name": "mcp_mma_echo", "args": {"text": "x"}}]))
+    adapter = GeminiCliAdapter()
+    spec = ToolSpec("echo", "Echo the text", {"type": "object", "properties": {"text": {"type": "string"}}})
+    response = adapter.generate(ChatRequest("gemini-2.5-flash", WORKER, [{"role": "user", "content": "go"}],
+                                            tools=[spec]))
+    assert response.stop_reason == "tool_use" and response.tool_calls[0].name == "echo"
+    home, pgid = adapter._home.root, adapter.last_pid
+    assert pgid is not None and group_alive(pgid), "the CLI waits for the result"
+    adapter.close()
+    assert group_gone(pgid)
+    assert not home.exists()
+
+
 def test_full_track_with_three_tier_models_bills_exactly(emulator, tmp_path, capsys):
     root = tmp_path / "p"
     cfg = project.load_project(root)
@@ -165,9 +200,8 @@ def test_cancel_kills_the_cli_process_group(emulator, tmp_path):
         assert not worker.is_alive()
         assert time.monotonic() - started < 3
         assert isinstance(outcome.get("error"), CancelledByUser)
-        home = session.adapter._home.root
-    alive = subprocess.run(["pgrep", "-f", str(home)], capture_output=True, text=True).stdout.split()
-    assert alive == [], "the CLI and its children are gone"
+        pgid = session.adapter.last_pid
+    assert pgid is not None and group_gone(pgid), "the CLI and its children are gone"
 
 
 def test_500_and_429_become_typed_errors_and_mma_desk_retries(emulator, tmp_path):
