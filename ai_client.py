@@ -306,13 +306,11 @@ class Session:
         return result
 
     def _log_tool_result(self, call: ToolCall, result: ToolResult) -> None:
-        payload: dict[str, Any] = {"id": call.id, "name": call.name, "result": result.text}
-        if result.is_error:
-            payload["is_error"] = True
-        if result.images:
-            payload["images"] = len(result.images)
-        if result.structured is not None:
-            payload["structured"] = result.structured
+        """The tool message as sent, with images counted rather than copied into the log."""
+        message = result.message(call)
+        payload: dict[str, Any] = {"id": call.id, "name": call.name, "result": message.pop("content")}
+        payload.update((k, len(v) if k == "images" else v) for k, v in message.items()
+                       if k in ("is_error", "images", "structured"))
         self.log("OUT", "tool_result", payload)
 
     def bleed_stats(self) -> dict:
