@@ -30,8 +30,9 @@ def git_server(repo: Path, **kw) -> McpServerConfig:
     return McpServerConfig("git", command=str(BIN / "mcp-server-git"), args=("--repository", str(repo)), **kw)
 
 
-def failing_server(mode: str = "ok", name: str = "flaky", **kw) -> McpServerConfig:
-    return McpServerConfig(name, command=sys.executable, args=(FAILING, mode), **kw)
+def failing_server(mode: str = "ok", name: str = "flaky", marker: str = "", **kw) -> McpServerConfig:
+    """`marker`: an extra argument, so a test can find the server's process (`processes_with`)."""
+    return McpServerConfig(name, command=sys.executable, args=(FAILING, mode, *([marker] if marker else [])), **kw)
 
 
 def git_repo(path: Path) -> Path:
@@ -276,7 +277,7 @@ def test_servers_that_do_not_start_are_failed_with_their_error(tmp_path):
 
 def test_close_stops_every_server_process(tmp_path):
     marker = f"marker-{os.getpid()}-{time.monotonic_ns()}"
-    config = McpServerConfig("m", command=sys.executable, args=(FAILING, "ok", marker))
+    config = failing_server(name="m", marker=marker)
     hub = McpHub(tmp_path)
     hub.apply([config]).result(60)
     assert processes_with(marker), "the server runs while the hub is open"

@@ -13,9 +13,10 @@ import providers
 from gui.layout import WIN_MCP
 from providers.base import ChatRequest, ChatResponse, ToolCall, Usage
 from tests.gui.helpers import make_app, run_gui, wait_until
-from tests.test_mcp import FAILING, failing_server
+from tests.test_mcp import FAILING, failing_server, processes_with
 
 pytestmark = pytest.mark.usefixtures("xvfb_display")
+MARKER = f"gui-mcp-{os.getpid()}"
 
 
 class ToolThenTextAdapter:
@@ -42,7 +43,7 @@ def mcp_project(tmp_path, mock_env, monkeypatch):
     root = tmp_path / "project"
     root.mkdir()
     cfg = project.load_project(root)
-    cfg.mcp_servers = [failing_server(name="flaky")]
+    cfg.mcp_servers = [failing_server(name="flaky", marker=MARKER)]
     project.save_project(cfg)
     # the chat's "mock" model is the scripted one here (the provider picker only offers catalog names)
     monkeypatch.setitem(providers.PROVIDERS, "mock", ("tests.gui.test_mcp_gui", "ToolThenTextAdapter"))
@@ -56,6 +57,7 @@ def test_mcp_window_and_a_chat_tool_call_after_approval(mcp_project, artifacts_d
         def test(ctx):
             from imgui_bundle.immapp import testing
             wait_until(ctx, lambda: [s.state for s in app.mcp.statuses] == ["running"], "the flaky server")
+            seen["alive"] = processes_with(MARKER)
             app._runner_params.docking_params.focus_dockable_window(WIN_MCP)
             ctx.yield_(3)
             # add a second server by typing into the form
@@ -111,6 +113,8 @@ def test_mcp_window_and_a_chat_tool_call_after_approval(mcp_project, artifacts_d
         assert "wrote 2 characters to note.txt" in app.ctx.last_reply
         snap = app.get_state_snapshot()["mcp_servers"]
         assert [(s["name"], s["state"]) for s in snap] == [("flaky", "running")]
+        assert seen["alive"], "the server ran while the window was open"
     finally:
         app.shutdown()
     assert app.mcp.hub is None
+    assert processes_with(MARKER) == [], "closing the window stopped its MCP servers"
