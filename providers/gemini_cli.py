@@ -210,13 +210,33 @@ class GeminiCliAdapter:
         seen = self._seen
         new = messages[len(seen):]
         if seen and messages[:len(seen)] == seen and new and all(m.get("role") == "user" for m in new):
-            return "\n\n".join(_user_text(m) for m in new), True
+            return "\n\n".join(self._user_text(m) for m in new), True
         if seen:
             log.info("gemini-cli: history differs from the CLI session's; starting a new CLI session")
         self._new_session()
         if len(messages) == 1 and messages[0].get("role") == "user":
-            return _user_text(messages[0]), False
-        return _transcript(messages), False
+            return self._user_text(messages[0]), False
+        return _transcript(messages, self._user_text), False
+
+    def _user_text(self, message: dict) -> str:
+        """A user turn; its images are written into the CLI's working folder and referenced as
+        `@attachments/<file>`, which the CLI reads and sends inline."""
+        text = str(message.get("content", ""))
+        images = message.get("images") or []
+        if not images:
+            return text
+        assert self._home is not None
+        folder = self._home.work / "attachments"
+        folder.mkdir(exist_ok=True)
+        refs = []
+        for image in images:
+            data = image["data"]
+            raw = base64.b64decode(data) if isinstance(data, str) else bytes(data)
+            suffix = _IMAGE_SUFFIX.get(str(image.get("mime_type")), ".bin")
+            name = f"image-{uuid.uuid4().hex[:8]}{suffix}"
+            (folder / name).write_bytes(raw)
+            refs.append(f"@attachments/{name}")
+        return f"{text}\n\nAttached: {' '.join(refs)}"
 
     def _start(self, request: ChatRequest) -> _Run:
         if self._cli is None:
@@ -455,22 +475,16 @@ def _bridge_result(message: dict) -> dict:
                        for i in message.get("images") or []]}
 
 
-def _user_text(message: dict) -> str:
-    text = str(message.get("content", ""))
-    if message.get("images"):
-        log.warning("gemini-cli: %d image(s) of a message are not sent (the CLI takes text on stdin)",
-                    len(message["images"]))
-        text += f"\n\n[{len(message['images'])} image(s) attached in MMA Desk were not sent]"
-    return text
+_IMAGE_SUFFIX = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "image/webp": ".webp"}
 
 
-def _transcript(messages: list[dict]) -> str:
+def _transcript(messages: list[dict], user_text: Any) -> str:
     """A conversation the CLI session has not seen, as one prompt (the last user turn last)."""
     lines = ["This conversation so far (continue it):", ""]
     for m in messages:
         role = m.get("role")
         if role == "user":
-            lines.append(f"[user]\n{_user_text(m)}")
+            lines.append(f"[user]\n{user_text(m)}")
         elif role == "assistant":
             calls = "".join(f"\n(called {c['name']} with {json.dumps(c.get('args', {}))})"
                             for c in m.get("tool_calls") or [])

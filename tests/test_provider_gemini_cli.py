@@ -113,6 +113,17 @@ def test_chat_streams_resumes_its_cli_session_and_bills_exactly(emulator, tmp_pa
     assert declared == []                                            # no tools asked for: none of the CLI's
 
 
+def test_an_attached_image_reaches_the_model(emulator, tmp_path):
+    import base64
+    png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=")
+    with ai_client.session_scope("gemini-cli", "gemini-2.5-flash") as session:
+        session.send("", "What is in the picture?", str(tmp_path), system_prompt=WORKER,
+                     images=[{"mime_type": "image/png", "data": png}])
+    parts = [p for c in generations(emulator)[-1].body["contents"] for p in c["parts"]]
+    inline = [p["inlineData"] for p in parts if "inlineData" in p]
+    assert [(i["mimeType"], base64.b64decode(i["data"])) for i in inline] == [("image/png", png)]
+
+
 def test_tool_calls_go_through_mma_desk_approval(emulator, tmp_path):
     emulator.script("gemini", Reply(tool_calls=[{"name": "mcp_mma_write_file",
                                                  "args": {"path": "notes.md", "content": "x"}}]),
