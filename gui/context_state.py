@@ -40,7 +40,9 @@ import ai_client
 from file_cache import FileCache
 from gui.chat import ChatWorker
 from gui.file_items import TYPING_SETTLE_S, FileItems
+from gui.mma_display import CHAT_USAGE
 from headless import SESSION_LOG_DIR
+from models import TierUsage
 from project import PROJECT_FILE, PROVIDERS, DiscussionEntry, ProjectFileError, load_project_or_last_good, save_project
 from providers import catalog
 from providers.credentials import redact
@@ -102,6 +104,9 @@ class ContextState(FileItems):
         self.scroll_history = False    # set when an entry is appended; the panel scrolls down
         self.last_reply = ""           # the last complete (or partial, after an error) reply
         self.last_usage: dict[str, int] = {}
+        # Every chat response's tokens, per model, for the Usage & Cost window ("Chat" row).
+        self.chat_usage = TierUsage()
+        self.chat_usage_version = 0
         self.busy = False
         self.save_blocked = False      # last save refused: the file on disk is broken
         self.editing: set[int] = set()  # id() of discussion entries in edit mode
@@ -403,6 +408,10 @@ class ContextState(FileItems):
         handled = 0
         for kind, request_id, data in self.chat.drain(max_events):
             handled += 1
+            if kind == "usage":            # billed, whichever request it was (even a cancelled one)
+                self.chat_usage.add(CHAT_USAGE, data["input_tokens"], data["output_tokens"], data["model"])
+                self.chat_usage_version += 1
+                continue
             request = self._request
             if request is None or request_id != request["id"]:
                 log.debug("dropping %s for finished request %s", kind, request_id)

@@ -14,6 +14,7 @@ app's event queue, so it appears in the Approvals window like a worker's; Stop c
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from typing import Any
 import approvals
 import events
 from gui.context_state import ContextState
-from providers.base import CancelEvent
+from providers.base import interrupt_on_cancel
 from tools.mcp_client import STARTING, McpHub, ServerStatus
 from tools.mcp_config import McpConfigError, McpServerConfig, check_unique, parse_command_line
 
@@ -166,26 +167,16 @@ def _log_failure(future: concurrent.futures.Future) -> None:
         log.error("applying the MCP servers failed: %r", future.exception())
 
 
-def _cancel(future: concurrent.futures.Future) -> None:
-    future.cancel()
-
-
 def chat_tool_approver(event_queue: events.AsyncEventQueue,
                        timeout: Callable[[], float]) -> Callable[..., dict]:
     """The chat's approval: `(name, args, description, cancel_event) -> {"approved", "args"}`."""
     def approve(name: str, args: dict, description: dict, cancel_event: Any = None) -> dict:
-        removers: list[Callable[[], None]] = []
+        with contextlib.ExitStack() as hooks:
+            def on_request(future: concurrent.futures.Future) -> None:   # Stop cancels the open approval
+                hooks.enter_context(interrupt_on_cancel(cancel_event, future.cancel))
 
-        def on_request(future: concurrent.futures.Future) -> None:
-            if isinstance(cancel_event, CancelEvent):      # Stop cancels the open approval
-                removers.append(cancel_event.add_callback(lambda: _cancel(future)))
-
-        try:
             decision = approvals.confirm_execution({"tool": name, "args": args, "description": description},
                                                    event_queue, CHAT_APPROVAL_ID, timeout=timeout(),
                                                    kind="tool", on_request=on_request)
-        finally:
-            for remove in removers:
-                remove()
         return {"approved": decision.approved, "args": decision.edits.get("args", args)}
     return approve

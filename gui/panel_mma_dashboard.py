@@ -40,6 +40,8 @@ class DashboardActions(GuardedCalls, Protocol):
     @property
     def engine_running(self) -> bool: ...
     @property
+    def can_abort(self) -> bool: ...
+    @property
     def engine_paused(self) -> bool: ...
     @property
     def has_active_engine(self) -> bool: ...
@@ -115,7 +117,9 @@ def _status_row(mma: MMAState, actions: DashboardActions) -> None:
             actions.ui(actions.resume)
     elif imgui.button("Pause"):
         actions.ui(actions.pause)
+    imgui.end_disabled()
     imgui.same_line()
+    imgui.begin_disabled(not actions.can_abort)        # a running track, or a Tier 1/2 call
     imgui.push_style_color(imgui.Col_.button, imgui.ImVec4(0.55, 0.16, 0.14, 1.0))
     if imgui.button("Abort"):
         actions.ui(actions.abort)

@@ -21,7 +21,7 @@
   5xx -> ServerError, 401/403 -> AuthError, other 4xx -> BadRequestError, a stream cut short
   -> StreamInterruptedError; no `result` at all -> StreamInterruptedError / ServerError.
   The CLI's own retries are off (`maxAttempts: 1`); `providers.retry` retries.
-- Cancel (`Session.cancel_event`, a `CancelEvent`) kills the CLI's process group at once.
+- Cancel (`Session.cancel_event`, a `CancelSignal`) kills the CLI's process group at once.
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ from providers.base import (
     ToolCall,
     Usage,
     check_cancel,
-    on_cancel,
+    interrupt_on_cancel,
 )
 from providers.gemini_cli_setup import PROVIDER, CliHome, find_cli
 
@@ -97,15 +97,15 @@ class _Run:
     listener: socket.socket | None = None
     threads: list[threading.Thread] = field(default_factory=list)
     calls: int = 0
-    remove_cancel: Any = None
+    # the cancel hook stays registered across tool rounds, until the run is closed
+    cancel_hook: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
 
     def close(self) -> None:
-        if self.remove_cancel is not None:
-            self.remove_cancel()
+        self.cancel_hook.close()
         if self.proc.poll() is None:
             try:
                 self.proc.wait(EXIT_GRACE_S)
@@ -273,7 +273,7 @@ class GeminiCliAdapter:
                                     start_new_session=True)
         self.last_pid = proc.pid
         run = _Run(proc, queue.SimpleQueue(), stderr_path, listener)
-        run.remove_cancel = on_cancel(request, lambda: self._cancel(run))
+        run.cancel_hook.enter_context(interrupt_on_cancel(request.cancel_event, lambda: self._cancel(run)))
         reader = threading.Thread(target=_read_stdout, args=(run,), name="gemini-cli-out", daemon=True)
         reader.start()
         run.threads.append(reader)

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from providers.base import ToolResult
+from providers.base import ToolResult, interrupt_on_cancel
 from tools.mcp_config import McpServerConfig
 
 log = logging.getLogger(__name__)
@@ -274,8 +274,9 @@ class McpHub:
         return any(qualified.startswith(re.sub(r"[^A-Za-z0-9_-]", "_", s) + "__") for s in servers)
 
     # ---------------------------------------------------------------- calling a tool
-    def call(self, qualified: str, args: dict | None) -> ToolResult:
-        """Run one tool call (blocking; from a worker thread).  Every failure is an error result."""
+    def call(self, qualified: str, args: dict | None, cancel: threading.Event | None = None) -> ToolResult:
+        """Run one tool call (blocking; from a worker thread).  Every failure is an error result.
+        `cancel` (the session's abort, a `CancelSignal`) stops the wait and the call at once."""
         tool = self.tool(qualified)
         if tool is None:
             server = qualified.split("__", 1)[0]
@@ -289,11 +290,14 @@ class McpHub:
             config = next(c for c in self._configs if c.name == tool.server)
         future = self._submit(self._call(tool, dict(args or {})))
         try:
-            return future.result(config.timeout_s + CALL_MARGIN_S)
+            with interrupt_on_cancel(cancel, future.cancel):
+                return future.result(config.timeout_s + CALL_MARGIN_S)
         except concurrent.futures.TimeoutError:
             future.cancel()
             return ToolResult(f"ERROR: MCP server {tool.server!r} did not answer {tool.name} within "
                               f"{config.timeout_s:.0f} s", is_error=True)
+        except concurrent.futures.CancelledError:
+            return ToolResult(f"ERROR: {tool.qualified} was cancelled (the run was aborted)", is_error=True)
 
     async def _call(self, tool: McpTool, args: dict) -> ToolResult:
         from mcp.shared.exceptions import MCPError

@@ -104,9 +104,11 @@ class Toolbox:
             out["error"] = f"server {server!r} is not running"
         return out
 
-    def execute(self, name: str, args: Any, *, approved: bool = False) -> ToolResult:
+    def execute(self, name: str, args: Any, *, approved: bool = False,
+                cancel: threading.Event | None = None) -> ToolResult:
+        """`cancel` (the session's abort) stops a shell command or the wait for an MCP server."""
         if not self._mcp(name):
-            return ToolResult(registry.execute(name, args, self.root, approved=approved))
+            return ToolResult(registry.execute(name, args, self.root, approved=approved, cancel=cancel))
         assert self.hub is not None
         if not isinstance(args, dict) and args is not None:
             raise ToolError(f"{name} arguments must be an object, got {type(args).__name__}")
@@ -115,7 +117,7 @@ class Toolbox:
         if self.needs_approval(name) and approved is not True:
             log.warning("refused %s: not approved", name)
             raise ToolError(f"{name} needs the developer's approval and was not approved; nothing was done")
-        return self.hub.call(name, args)
+        return self.hub.call(name, args, cancel=cancel)
 
     def listing(self) -> list[tuple[str, str, str]]:
         """(tool name, server or "built-in", approval policy) for every tool a model would get."""
