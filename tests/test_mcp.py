@@ -328,3 +328,21 @@ def test_tool_result_message_shapes():
                      structured={"a": 1}).message(call)
     assert msg == {"role": "tool", "tool_call_id": "c1", "name": "s__t", "content": "t", "is_error": True,
                    "images": [{"mime_type": "image/png", "data": "AA=="}], "structured": {"a": 1}}
+
+
+def test_an_abort_stops_the_wait_for_a_hanging_call(tmp_path):
+    import threading
+
+    from providers.base import CancelSignal
+    hub = McpHub(tmp_path)
+    try:
+        hub.apply([failing_server(name="slow", timeout_s=60)]).result(60)
+        cancel = CancelSignal()
+        threading.Timer(0.3, cancel.set).start()
+        started = time.monotonic()
+        result = toolbox_for(tmp_path).execute("slow__hang", {}, cancel=cancel)
+        assert result.is_error and "cancelled" in result.text
+        assert time.monotonic() - started < 5
+        assert toolbox_for(tmp_path).execute("slow__echo", {"text": "ok"}).text == "echo: ok"
+    finally:
+        hub.close()
