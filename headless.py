@@ -363,7 +363,12 @@ def run_headless(epic: str | None, project_dir: str, *, provider: str | None = N
     if not epic and not resume_id:
         printer.line("nothing to do: give --epic TEXT or resume TRACK_ID")
         return 2
-    code, interrupted = asyncio.run(_run(pipeline, printer, epic, resume_id, auto, apply))
+    hub = _start_mcp_servers(root, cfg.mcp_servers, printer) if settings.tools_enabled else None
+    try:
+        code, interrupted = asyncio.run(_run(pipeline, printer, epic, resume_id, auto, apply))
+    finally:
+        if hub is not None:
+            hub.close()                # the servers stop with the run, also after Ctrl-C
     if interrupted:
         _exit_now(code)
     if auto and not in_git:
@@ -371,6 +376,22 @@ def run_headless(epic: str | None, project_dir: str, *, provider: str | None = N
                      "nothing. Run again with --git-init to make it one (git init + a first commit of what is "
                      "there); each ticket then works in its own git worktree on a track branch.")
     return code
+
+
+def _start_mcp_servers(root: Path, servers: list, printer: ProgressPrinter):
+    """The project's MCP servers for the run's workers (stopped when the run ends); a server
+    that fails to start is reported and left out."""
+    if not any(server.enabled for server in servers):
+        return None
+    from tools.mcp_client import FAILED, RUNNING, McpHub
+    hub = McpHub(root)
+    hub.apply(servers).result(timeout=hub.start_timeout * 2)
+    for status in hub.statuses():
+        if status.state == RUNNING:
+            printer.line(f"MCP server {status.name}: {len(status.tools)} tool(s)")
+        elif status.state == FAILED:
+            printer.line(f"WARNING: MCP server {status.name} failed to start: {status.error}")
+    return hub
 
 
 def _exit_now(code: int) -> None:

@@ -253,6 +253,7 @@ class HookSurface:
             "saved_tracks": list(app.saved_tracks),     # its dicts are replaced, never changed
             "hook_url": app.hook_url,
             "workspace_offer": app.workspace_offer, "changes": app.changes_summary(),
+            "mcp_servers": app.mcp.snapshot(),
         })
         perf = self._perf
         if now - self._perf_at >= PERF_INTERVAL_S or not perf:

@@ -33,6 +33,7 @@ from gui import (
     panel_dag,
     panel_diagnostics,
     panel_discussion,
+    panel_mcp,
     panel_mma_dashboard,
     panel_project,
     panel_streams,
@@ -55,6 +56,7 @@ WIN_USAGE = "Usage & Cost"
 WIN_APPROVALS = "Approvals"
 WIN_DIAGNOSTICS = "Diagnostics"
 WIN_CHANGES = panel_changes.WIN_CHANGES
+WIN_MCP = "MCP Servers"
 
 
 def _top_bar(app: App) -> None:
@@ -205,6 +207,7 @@ def build_runner_params(app: App, window_size: tuple[int, int] = DEFAULT_WINDOW_
     window("Project", lambda: panel_project.draw(app.ctx, app.ctx), "LeftSpace", focus=True)
     window("Discussion", lambda: panel_discussion.draw(app.ctx, app.ctx), "LeftSpace")
     window("Budget", lambda: panel_budget.draw(app.ctx), "LeftSpace")
+    window(WIN_MCP, lambda: panel_mcp.draw(app.mcp, app.mcp), "LeftSpace")
     window("Comms", lambda: panel_comms.draw(app.comms_log, app.comms_log), "BottomSpace")
     window(WIN_DAG, lambda: panel_dag.draw(app.mma, dag_view), "MainDockSpace")
     window(WIN_USAGE, lambda: panel_usage.draw(app.mma, app, usage_view), "MainDockSpace")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHES = ("events", "scheduler", "frame", "skeleton", "languages", "startup", "memory", "git")
+BENCHES = ("events", "scheduler", "frame", "skeleton", "languages", "startup", "memory", "git", "tools")
 
 
 @pytest.fixture(scope="module")
