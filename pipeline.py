@@ -29,6 +29,14 @@ from run_settings import RunSettings
 
 log = logging.getLogger(__name__)
 
+TRACK_CONTEXT_FILE = "context.md"      # the curated context a track was planned with
+
+
+def track_context_path(project_dir: str | Path, track_id: str) -> Path:
+    """`conductor/tracks/<id>/context.md`: written once when the track first saves; a resume
+    runs its workers with it, not with whatever the context panels hold by then."""
+    return Path(project_dir) / "conductor" / "tracks" / track_id / TRACK_CONTEXT_FILE
+
 
 class Pipeline:
     """`settings` says how tracks run (provider, per-tier models, workers, approvals); the
@@ -46,6 +54,7 @@ class Pipeline:
         self.epic = ""
         self._epic_usage: tuple[int, int, str] | None = None
         self.md_content = ""
+        self._context_saved: set[str] = set()
 
     # -- helpers -------------------------------------------------------------------
     @property
@@ -102,6 +111,12 @@ class Pipeline:
         conductor_io.save_track(self.project_dir, engine.track, spec_text=self._spec(engine.track),
                                 tier_usage=engine.tier_usage.snapshot(),
                                 extra_state={"provider": self.provider, "epic": self.epic})
+        if engine.track.id not in self._context_saved:
+            path = track_context_path(self.project_dir, engine.track.id)
+            if not path.exists():
+                from atomic_files import atomic_write_text
+                atomic_write_text(path, self.md_content)
+            self._context_saved.add(engine.track.id)
 
     def _spec(self, track: Track) -> str:
         epic = f"\n## Epic\n\n{self.epic}\n" if self.epic else ""
@@ -148,9 +163,15 @@ class Pipeline:
         return await engine.run(self.md_content)
 
     async def resume(self, track_id: str) -> str:
-        """Load a saved track and run what is left; completed tickets are not re-run."""
+        """Load a saved track and run what is left; completed tickets are not re-run.  The
+        workers get the context the track was planned with (`context.md` in its folder);
+        a track saved without one runs with `md_content` as set by the caller."""
         import conductor_io
         track, usage = conductor_io.load_track_state(self.project_dir, track_id)
+        stored = track_context_path(self.project_dir, track_id)
+        if stored.is_file():
+            self.md_content = stored.read_text(encoding="utf-8")
+            self._context_saved.add(track_id)
         extras = conductor_io.load_track_extras(self.project_dir, track_id)
         if not self.epic and isinstance(extras.get("epic"), str):
             self.epic = extras["epic"]             # else the next save would blank it

@@ -127,6 +127,7 @@ class ProjectConfig:
     models: dict[str, Any] = field(default_factory=default_tier_models)
     budgets: Budgets = field(default_factory=Budgets)
     prices: dict[str, ModelPrice] = field(default_factory=default_prices)
+    epic: str = ""                 # the MMA Dashboard's epic box (kept across restarts)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -365,7 +366,7 @@ def _price(table: dict, key: str, where: str) -> float:
 
 
 _TOP_KEYS = ("name", "provider", "files", "screenshots", "discussions", "discussion_order",
-             "active_discussion", "models", "budgets", "prices")
+             "active_discussion", "models", "budgets", "prices", "epic")
 
 
 def _ordered(discussions: dict, order: list[str]) -> dict:
@@ -390,6 +391,7 @@ def config_from_dict(data: dict, root: str | Path) -> ProjectConfig:
         models=_models(data.get("models", {}), provider),
         budgets=_budgets(data.get("budgets", {})),
         prices=_prices(data["prices"]) if "prices" in data else default_prices(),
+        epic=_get(data, "epic", str, "", "", "a string"),
         extra=_rest(data, _TOP_KEYS))
     if cfg.active_discussion not in cfg.discussions:
         if cfg.active_discussion:   # tolerate a hand-typed name: start it empty
@@ -402,6 +404,7 @@ def config_from_dict(data: dict, root: str | Path) -> ProjectConfig:
 def config_to_dict(cfg: ProjectConfig) -> dict:
     data = {
         "name": cfg.name, "provider": cfg.provider, "active_discussion": cfg.active_discussion,
+        "epic": cfg.epic or None,      # left out while empty
         "discussion_order": list(cfg.discussions),
         "screenshots": list(cfg.screenshots),
         "files": [{**f.extra, "path": f.path, "mode": f.mode} for f in cfg.files],

@@ -26,6 +26,7 @@ project starts a new chat session logging there.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import logging
 import os
@@ -37,11 +38,22 @@ from pathlib import Path
 from typing import Any
 
 import ai_client
-from file_cache import FileCache
+from atomic_files import atomic_write_text
+from file_cache import FileCache, context_window_for
+from gui import send_check
+from gui.autosave import Autosave, recovery_path
 from gui.chat import ChatWorker
 from gui.file_items import TYPING_SETTLE_S, FileItems
 from headless import SESSION_LOG_DIR
-from project import PROJECT_FILE, PROVIDERS, DiscussionEntry, ProjectFileError, load_project_or_last_good, save_project
+from project import (
+    PROJECT_FILE,
+    PROVIDERS,
+    DiscussionEntry,
+    ProjectFileError,
+    dumps_project,
+    load_project_or_last_good,
+    save_project,
+)
 from providers import catalog
 from providers.credentials import redact
 
@@ -50,7 +62,7 @@ log = logging.getLogger(__name__)
 MAX_ERRORS = 50
 HOOK_FIELDS = ("ai_input", "current_provider", "current_model")
 HOOK_ITEMS = ("btn_send", "btn_save_project", "btn_add_file", "btn_remove_file", "btn_stop",
-              "btn_new_discussion")
+              "btn_new_discussion", "btn_regenerate")
 
 
 def session_log_dir(project_dir: str | os.PathLike) -> Path:
@@ -77,6 +89,8 @@ class PanelInputs:
     screenshot_path: str = ""
     open_path: str = ""
     new_discussion_name: str = ""
+    copied_key: str = ""                 # which Copy button said "Copied", and when
+    copied_at: float = 0.0
 
 
 class ContextState(FileItems):
@@ -92,8 +106,15 @@ class ContextState(FileItems):
 
     def __init__(self, project_dir: str | os.PathLike, provider: str | None = None, *,
                  cache: FileCache | None = None, disk_check_interval: float = 1.0,
-                 session: ai_client.Session | None = None):
+                 session: ai_client.Session | None = None, background_builds: bool = False,
+                 autosave: bool = False):
         self.cache = cache or FileCache()
+        # Background mode (the app): context builds, disk checks and previews run on the
+        # context builder's thread and poll() never waits.  Otherwise poll() builds inline.
+        self.background_builds = background_builds
+        self.autosave = Autosave(enabled=autosave)
+        self.pending_send: send_check.SendCheck | None = None   # a Send waiting for the user's word
+        self._trim_future: concurrent.futures.Future[send_check.TrimOffer] | None = None
         self.disk_check_interval = disk_check_interval
         self.errors: deque[UiError] = deque(maxlen=MAX_ERRORS)
         self.ai_input = ""
@@ -126,6 +147,12 @@ class ContextState(FileItems):
         self.project_dir = project_dir.resolve()
         self.config, err = load_project_or_last_good(self.project_dir)
         self.project_loads += 1
+        try:
+            disk = self.config.path.read_bytes() if self.config.path.is_file() else None
+        except OSError:
+            disk = None
+        self.autosave = Autosave(enabled=self.autosave.enabled, delay_s=self.autosave.delay_s, disk_bytes=disk)
+        self.pending_send = None
         self.project_error = str(err) if err else ""
         if err:
             self.add_error("project", str(err))
@@ -173,7 +200,9 @@ class ContextState(FileItems):
                 return model.strip()
         return self.models_for(self.current_provider)[0]
 
-    def open_project(self, project_dir: str | os.PathLike) -> bool:
+    def open_project(self, project_dir: str | os.PathLike, discard_unsaved: bool = False) -> bool:
+        """Open a project folder.  Unsaved changes of the current one are saved first; if
+        that fails the switch is refused (unless `discard_unsaved`), so nothing is lost."""
         path = Path(project_dir).expanduser()
         if not path.is_dir():
             self.add_error("project", f"not a folder: {path}", "give the project's root folder")
@@ -181,33 +210,91 @@ class ContextState(FileItems):
         if self.busy:
             self.add_error("project", "a reply is still streaming", "wait for it or press Stop first")
             return False
+        if self.autosave.unsaved and not discard_unsaved and not self.save(auto=True):
+            self.add_error("project", "not switching: the changes of this project could not be saved",
+                           "press 'Save anyway', or Reload to discard them")
+            return False
         self._load(path)
         log.info("opened project %s", self.project_dir)
         return True
 
     def reload(self) -> bool:
-        return self.open_project(self.project_dir)
+        """Re-read the project file; changes not saved yet are discarded (the panel asks first)."""
+        return self.open_project(self.project_dir, discard_unsaved=True)
 
-    def save(self, overwrite_broken: bool = False) -> bool:
+    def note_unsaved(self) -> None:
+        """Something the project file holds changed: autosave it once the edits settle."""
+        self.autosave.note_change()
+
+    @property
+    def unsaved(self) -> bool:
+        return self.autosave.unsaved
+
+    def save(self, overwrite_broken: bool = False, auto: bool = False) -> bool:
         """Write mma_project.toml.  The provider in use becomes the project's provider (a
-        `--provider`/`MMA_PROVIDER` override sticks once saved); the chat model goes to `[chat]`."""
+        `--provider`/`MMA_PROVIDER` override sticks once saved); the chat model goes to `[chat]`.
+
+        `auto` (autosave, hot exit): a file someone else changed on disk since this session
+        read or wrote it is not overwritten; the error says how to go on."""
         if self.config.provider != self.current_provider:
             self.config.switch_provider(self.current_provider)
         self.config.extra["chat"] = {"provider": self.current_provider, "model": self.current_model}
+        path = self.config.path
+        if auto and not overwrite_broken:
+            try:
+                on_disk = path.read_bytes() if path.is_file() else None
+            except OSError as exc:
+                on_disk = None
+                log.warning("could not read %s before autosaving: %s", path, exc)
+            if on_disk is not None and on_disk != self.autosave.disk_bytes and \
+                    on_disk != dumps_project(self.config).encode("utf-8"):
+                self.save_blocked = True
+                if self.autosave.failed(f"{PROJECT_FILE} was changed on disk by something else"):
+                    self.add_error("project", f"not autosaving: {path} changed on disk since it was loaded",
+                                   "Reload to take the file's version, or 'Save anyway' to overwrite it")
+                return False
         try:
             path = save_project(self.config, overwrite_broken=overwrite_broken)
         except ProjectFileError as exc:
             self.save_blocked = True
-            self.add_error("project", str(exc), "press 'Save anyway' to overwrite it (a .broken-<time> "
-                           "copy is kept), or fix the file and reload")
+            if not auto or self.autosave.failed("the project file on disk is broken"):
+                self.add_error("project", str(exc), "press 'Save anyway' to overwrite it (a .broken-<time> "
+                               "copy is kept), or fix the file and reload")
             return False
         except OSError as exc:
-            self.add_error("project", f"could not save {self.config.path}: {exc}")
+            if not auto or self.autosave.failed(str(exc)):
+                self.add_error("project", f"could not save {self.config.path}: {exc}")
             return False
+        try:
+            written = path.read_bytes()
+        except OSError:
+            written = None
+        self.autosave.saved(written)
+        if auto:
+            self.autosave.saves += 1
         self.save_blocked = False
         self.project_error = ""
-        log.info("saved %s", path)
+        log.info("%s %s", "autosaved" if auto else "saved", path)
         return True
+
+    def flush(self) -> bool:
+        """Save now if anything is unsaved (quit, project switch); returns whether all is saved."""
+        return not self.autosave.unsaved or self.save(auto=True)
+
+    def flush_on_exit(self) -> Path | None:
+        """The last save before the app exits.  If the project file cannot take it, the
+        project goes to a recovery file instead (returned), so quitting never loses work."""
+        if self.flush():
+            return None
+        target = recovery_path(self.project_dir)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(target, dumps_project(self.config))
+        except OSError as exc:
+            log.error("could not write the unsaved project to %s either: %s", target, exc)
+            return None
+        log.warning("the project file could not be saved; the unsaved project is in %s", target)
+        return target
 
     # ------------------------------------------------------------------ errors
     def add_error(self, source: str, message: str, hint: str = "") -> None:
@@ -361,8 +448,30 @@ class ContextState(FileItems):
         return True
 
     # ------------------------------------------------------------------ sending
-    def send_message(self) -> bool:
-        """Send `ai_input` with the curated context; the reply streams in through `poll()`."""
+    def check_send(self, text: str) -> send_check.SendCheck:
+        """The budget verdict for sending `text` with the current (fresh) context."""
+        bundle = self.bundle
+        assert bundle is not None, "call refresh() first"
+        price = self.config.price_for(self.current_model)
+        return send_check.check(text, bundle, self.current_model, context_window_for(self.current_model),
+                                self.config.budgets.max_context_tokens,
+                                price.input if price is not None else None, self.generation)
+
+    def _ask_for_trim(self, check: send_check.SendCheck) -> None:
+        """Work out the trim offer for a Send over a limit (off the GUI thread in background mode)."""
+        target = check.limit - check.message_tokens
+        if self.background_builds:
+            check.offer_pending = True
+            self._trim_future = self._builder().submit(send_check.plan_trim, self._inputs(), self.cache, target)
+        else:
+            check.offer = send_check.plan_trim(self._inputs(), self.cache, target)
+
+    def send_message(self, confirmed: bool = False, trimmed: bool = False) -> bool:
+        """Send `ai_input` with the curated context; the reply streams in through `poll()`.
+
+        Budget rules (gui/send_check.py): over the model's window it is refused; over the
+        project budget, or large, it waits for `confirmed`; `trimmed` sends what the trim
+        offer leaves.  A Send that waits is `pending_send` (the panel shows the dialog)."""
         if self.busy:
             self.add_error("send", "a reply is still streaming", "wait for it or press Stop")
             return False
@@ -370,11 +479,43 @@ class ContextState(FileItems):
         if not text:
             self.add_error("send", "the message box is empty", "type a message first")
             return False
+        # A send never uses stale text: this waits for a build in flight (the Send button and
+        # Ctrl+Enter are disabled meanwhile, so only scripts and the hook API ever wait here).
         self.refresh(force=self._dirty)
         bundle = self.bundle
         assert bundle is not None, "refresh() always leaves a bundle"
-        if bundle.over_budget and not bundle.fits_after_trim:
-            log.warning("sending %d tokens into a %d-token limit", bundle.total_tokens, self.context_limit)
+        check = self.check_send(text)
+        pending = self.pending_send
+        if pending is not None and pending.message == text and pending.generation == check.generation:
+            check = pending                 # keep the offer already worked out
+        if trimmed:
+            if check.offer is None and not check.offer_pending:
+                self._ask_for_trim(check)
+            if check.offer is None:
+                self.pending_send = check
+                self.add_error("send", "the trim plan is still being worked out", "try again in a moment")
+                return False
+            if not check.offer.fits or check.offer.bundle is None:
+                self.pending_send = check
+                self.add_error("send", f"not sent: even the full trim plan does not get under "
+                               f"{check.offer.target:,} tokens", "remove files or pick a model with a larger window")
+                return False
+            bundle = check.offer.bundle
+        elif check.verdict == "refuse":
+            if check.offer is None and not check.offer_pending:
+                self._ask_for_trim(check)
+            self.pending_send = check
+            self.add_error("send", check.describe(), "remove files, switch them to skeleton/outline, or send trimmed")
+            return False
+        elif check.verdict == "confirm" and not confirmed:
+            if check.over_budget and check.offer is None and not check.offer_pending:
+                self._ask_for_trim(check)
+            self.pending_send = check
+            return False
+        self.pending_send = None
+        if check.over_budget and not trimmed:
+            log.warning("sending %d tokens over the %d-token project budget (confirmed)", check.total,
+                        check.budget)
         images = [{"mime_type": img["mime_type"], "data": img["data"]} for img in bundle.images]
         request_id = next(self._request_ids)
         self._request = {"id": request_id, "config": self.config,
@@ -389,6 +530,27 @@ class ContextState(FileItems):
         self.chat.start(request_id, bundle.markdown, text, images, str(self.project_dir))
         return True
 
+    def cancel_send(self) -> None:
+        """The user closed the Send dialog: nothing goes out, the message stays in the box."""
+        self.pending_send = None
+
+    def can_regenerate(self) -> bool:
+        entries = self.entries
+        return (not self.busy and len(entries) >= 2 and entries[-1].role == "assistant"
+                and entries[-2].role == "user")
+
+    def regenerate(self) -> bool:
+        """Ask again: the last reply is dropped and its question is sent once more (with the
+        same budget checks as Send).  If it does not go out, the question waits in the box."""
+        if not self.can_regenerate():
+            self.add_error("send", "nothing to regenerate", "the last entry must be a reply to your message")
+            return False
+        question = self.entries[-2].content
+        self.delete_entry(len(self.entries) - 1)
+        self.delete_entry(len(self.entries) - 1)
+        self.ai_input = question
+        return self.send_message()
+
     def cancel(self) -> bool:
         if not self.busy:
             return False
@@ -396,7 +558,28 @@ class ContextState(FileItems):
         return True
 
     def poll(self, max_events: int = 10_000) -> int:
-        """Per frame, on the GUI thread: apply worker results, rebuild lazily, watch the disk."""
+        """Per frame, on the GUI thread: apply worker results, rebuild lazily, watch the disk,
+        autosave once edits settle."""
+        handled = self._poll_chat(max_events)
+        trim = self._trim_future
+        if trim is not None and trim.done():
+            self._trim_future = None
+            pending = self.pending_send
+            if pending is not None and pending.offer_pending:
+                pending.offer_pending = False
+                pending.offer = trim.result()
+        if self.background_builds:
+            self.poll_builds()
+        elif self._dirty:
+            self.refresh()
+        elif not self.busy and time.monotonic() >= self._next_disk_check:
+            self._next_disk_check = time.monotonic() + self.disk_check_interval
+            self.check_disk()
+        if self.autosave.due():
+            self.save(auto=True)
+        return handled
+
+    def _poll_chat(self, max_events: int) -> int:
         handled = 0
         for kind, request_id, data in self.chat.drain(max_events):
             handled += 1
@@ -417,11 +600,6 @@ class ContextState(FileItems):
                 self._finish(request, partial, error=data["message"])
             else:
                 log.error("unknown chat event %r", kind)
-        if self._dirty:
-            self.refresh()
-        elif not self.busy and time.monotonic() >= self._next_disk_check:
-            self._next_disk_check = time.monotonic() + self.disk_check_interval
-            self.check_disk()
         return handled
 
     def _finish(self, request: dict[str, Any], text: str, error: str | None) -> None:
@@ -453,20 +631,36 @@ class ContextState(FileItems):
         return not self.busy
 
     def close(self) -> None:
-        """Stop the chat worker: cancel a send in flight and wait for it (bounded)."""
+        """Stop the chat worker (cancel a send in flight and wait for it, bounded) and the builder."""
         self.cancel()
         self.chat.close()
+        self.close_builder()
 
     # ------------------------------------------------------------------ hook API
     def snapshot(self) -> dict:
         """JSON-able view for the hook API.  Call on the GUI thread (it reads live state)."""
         budget = self.budget()
+        rows = {(r.path, r.mode): r for r in self.file_rows}
+
+        def file_dict(path: str, mode: str) -> dict:
+            row = rows.get((path, mode))
+            if row is None:             # measured at the next build
+                return {"path": path, "mode": mode, "tokens": None, "n_files": None, "errors": []}
+            return {"path": path, "mode": mode, "tokens": row.tokens, "n_files": row.n_files,
+                    "errors": list(row.errors), "overlaps": row.overlaps}
         return {
             "project_dir": str(self.project_dir),
             "project_file": str(self.project_dir / PROJECT_FILE),
             "project_error": self.project_error,
-            "files": [{"path": r.path, "mode": r.mode, "tokens": r.tokens, "n_files": r.n_files,
-                       "errors": list(r.errors)} for r in self.file_rows],
+            "unsaved": self.autosave.unsaved,
+            "autosave": {"status": self.autosave.status(), "saves": self.autosave.saves,
+                         "error": self.autosave.error},
+            "building": self.building,
+            "build_progress": list(self.build_progress) if self.build_progress else None,
+            "pending_send": None if self.pending_send is None else {
+                "verdict": self.pending_send.verdict, "text": self.pending_send.describe(),
+                "total": self.pending_send.total, "cost_usd": self.pending_send.cost_usd},
+            "files": [file_dict(f.path, f.mode) for f in self.config.files],
             "screenshots": list(self.config.screenshots),
             "discussion": {"name": self.config.active_discussion, "names": self.discussion_names,
                            "entries": self.discussion_dicts()},
@@ -507,7 +701,8 @@ class ContextState(FileItems):
     def click(self, item: str, **args: Any) -> dict:
         """Hook API button press.  Returns {"ok": bool, ...}; unknown items raise ValueError."""
         actions: dict[str, Callable[[], bool]] = {
-            "btn_send": self.send_message,
+            "btn_send": lambda: self.send_message(bool(args.get("confirm", False)), bool(args.get("trimmed", False))),
+            "btn_regenerate": self.regenerate,
             "btn_save_project": lambda: self.save(bool(args.get("overwrite_broken", False))),
             "btn_add_file": lambda: self.add_file(str(args.get("path", "")), str(args.get("mode", "full"))),
             "btn_remove_file": lambda: self.remove_file(str(args.get("path", ""))),
@@ -521,4 +716,7 @@ class ContextState(FileItems):
         out: dict[str, Any] = {"ok": ok}
         if not ok and len(self.errors) > before:
             out["error"] = self.errors[-1].text()
+        elif not ok and item == "btn_send" and self.pending_send is not None:
+            out["error"] = (f"needs confirmation: {self.pending_send.describe()} "
+                            "(click btn_send again with {\"confirm\": true} or {\"trimmed\": true})")
         return out

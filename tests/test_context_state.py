@@ -454,7 +454,7 @@ def test_snapshot_is_json_and_hook_actions_work(root, make_state):
     assert state.click("btn_save_project") == {"ok": True}
     snap = json.loads(json.dumps(state.snapshot()))
     assert snap["files"] == [{"path": "app.py", "mode": "outline", "tokens": snap["files"][0]["tokens"],
-                              "n_files": 1, "errors": []}]
+                              "n_files": 1, "errors": [], "overlaps": 0}]
     assert snap["files"][0]["tokens"] > 0
     assert snap["current_provider"] == "mock" and snap["current_model"] == "mock-model"
     assert snap["busy"] is False and snap["ai_input"] == ""

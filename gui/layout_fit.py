@@ -1,0 +1,51 @@
+"""The docking layout's proportions, and putting it back when a window size squeezes it.
+
+`SPLITS` is the default layout as ratios of the window (hello_imgui applies them on first
+start and on *View > Restore default layout*): the context panels take a quarter on the
+left, Tier Streams / Comms a third at the bottom, Approvals / Diagnostics 30% on the right,
+so at 1280x800 the MMA Dashboard gets ~670 px and at 1024x700 ~540 px.
+
+A layout restored from the ini file keeps its dock sizes in pixels: one saved on a large
+screen and opened in a 1024x700 window squeezed the dashboard to ~110 px.  `adapt_layout`
+(once per frame, cheap) notices when the dashboard is narrower than `MIN_DASHBOARD_PX`
+while the window is wide enough for the default split, and re-applies the default split
+(once per window size, logged), so the key windows always have room.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from imgui_bundle import imgui
+
+if TYPE_CHECKING:
+    from gui_2 import App
+
+log = logging.getLogger(__name__)
+
+# (initial dock, new dock, direction, ratio)
+SPLITS = (("MainDockSpace", "LeftSpace", "left", 0.25),
+          ("MainDockSpace", "BottomSpace", "down", 0.32),
+          ("MainDockSpace", "RightSpace", "right", 0.30))
+MIN_DASHBOARD_PX = 360.0
+MIN_WINDOW_PX = 900.0          # narrower windows keep whatever the user arranged
+
+
+def adapt_layout(app: App) -> bool:
+    """Re-apply the default split if the saved one squeezes the dashboard; returns whether it did."""
+    rp = app._runner_params
+    dashboard = app.views.get("dashboard")
+    if rp is None or dashboard is None or dashboard.window_width <= 0:
+        return False
+    display = imgui.get_io().display_size
+    size = (int(display.x), int(display.y))
+    if display.x < MIN_WINDOW_PX or dashboard.window_width >= MIN_DASHBOARD_PX:
+        return False
+    if app.views.get("layout_reset_for") == size:
+        return False                 # already tried at this size: leave the user's layout alone
+    app.views["layout_reset_for"] = size
+    log.info("the MMA Dashboard is %.0f px wide in a %dx%d window: restoring the default layout",
+             dashboard.window_width, *size)
+    rp.docking_params.layout_reset = True
+    dashboard.window_width = 0.0
+    return True
