@@ -33,6 +33,9 @@ _SKIP_DIRS = frozenset({"__pycache__", "node_modules"})
 # MMA Desk's own folders at the project root: a glob matches in them only when it names them
 # (`conductor/**/*.md`); `**/*` must not pull the app's track state into the context.
 APP_DIRS = frozenset({"conductor"})
+# ...and its own files at the root: the project file holds the discussion, which the context
+# already carries.
+APP_FILE_PREFIXES = ("mma_project.toml", ".mma_project.")
 DISCUSSION_ROLES = ("user", "assistant", "system")
 _BACKTICKS = re.compile("`{3,}")
 
@@ -147,6 +150,8 @@ def _expand(item: ContextItem, root: Path, errors: list[ContextError]) -> list[t
             continue
         if rel_parts and rel_parts[0] in APP_DIRS and first != rel_parts[0]:
             continue
+        if not rel_parts and match.name.startswith(APP_FILE_PREFIXES):
+            continue
         resolved = match.resolve()
         if resolved.is_relative_to(root):
             found.append((resolved, False))
@@ -176,7 +181,7 @@ def build_context(items: Iterable[ContextItem | str | Sequence], screenshots: It
 
     A file named by several items appears once: an explicit path beats a glob match, otherwise
     the first item wins.  Glob matches skip hidden directories, `__pycache__`, `node_modules`
-    and the app's own `conductor/` (unless the glob starts with it).
+    and the app's own `conductor/` (unless the glob starts with it) and project files.
     """
     root_path = Path(root).resolve()
     cache = cache or FileCache()

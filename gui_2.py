@@ -265,7 +265,7 @@ class App(PipelineCommands):
     # ==================================================================== per frame
     def is_busy(self) -> bool:
         """Anything in flight that should keep frames coming (idling off)."""
-        return (self.mma.busy or self.ctx.busy or self.futures_in_flight > 0
+        return (self.mma.busy or self.ctx.busy or self.ctx.building or self.futures_in_flight > 0
                 or not self._pending_gui_tasks.empty() or self.hooks.pending)
 
     def workers_busy(self) -> int:

@@ -23,7 +23,16 @@ from typing import TYPE_CHECKING
 import file_cache
 from file_cache import ContextBundle, ContextItem, TrimStep, build_context, context_window_for
 from gui.chat import CHAT_SYSTEM_PROMPT
-from gui.context_build import BuildInputs, BuildResult, ContextBuilder, Preview, RowEstimate, compute, disk_signature
+from gui.context_build import (
+    BuildInputs,
+    BuildResult,
+    ContextBuilder,
+    Preview,
+    RowEstimate,
+    build_with_window,
+    compute,
+    disk_signature,
+)
 from gui.context_build import preview as context_build_preview
 from project import FILE_MODES, FileEntry
 
@@ -88,6 +97,7 @@ class FileItems:
         self.previews: dict[tuple[str, str], Preview | None] = {}   # None: being computed
         self._preview_futures: dict[tuple[str, str], concurrent.futures.Future[Preview]] = {}
         self._markdown_waiters: list[concurrent.futures.Future[str]] = []
+        self._trim_preview_future: tuple[int, concurrent.futures.Future[ContextBundle]] | None = None
 
     # ------------------------------------------------------------------ files and screenshots
     def _relative(self, path: str) -> str | None:
@@ -375,20 +385,33 @@ class FileItems:
 
     def trim_preview(self, limit: int = 6) -> list[TrimStep]:
         """What trimming would drop first.  When over budget this is the real plan; otherwise
-        the plan `build_context` would make if the window were tiny (computed once per rebuild)."""
-        self.refresh()
+        the plan `build_context` would make if the window were tiny (computed once per rebuild;
+        in background mode on the builder thread, so the panel shows nothing until it is ready)."""
+        if not self.background_builds:
+            self.refresh()
         if self.bundle is None:
             return []
         if self.bundle.over_budget:
             return self.bundle.trim_plan[:limit]
         if self._trim_preview is None or self._trim_preview[0] != self.generation:
-            hypothetical = self._build(window=1)
-            self._trim_preview = (self.generation, hypothetical.trim_plan)
+            if not self.background_builds:
+                self._trim_preview = (self.generation, self._build(window=1).trim_plan)
+            else:
+                fut = self._trim_preview_future
+                if fut is None or fut[0] != self.generation:
+                    self._trim_preview_future = (self.generation, self._builder().submit(
+                        build_with_window, self._inputs(), self.cache, 1))
+                    return []
+                if not fut[1].done():
+                    return []
+                self._trim_preview = (self.generation, fut[1].result().trim_plan)
         return self._trim_preview[1][:limit]
 
     def budget(self) -> dict:
-        """Numbers for the budget panel and the hook API."""
-        self.refresh()
+        """Numbers for the budget panel and the hook API (in background mode: of the last
+        finished build, never waiting; `building` / `build_progress` say one is running)."""
+        if not self.background_builds:
+            self.refresh()
         b = self.bundle
         draft = file_cache.estimate_tokens(self.ai_input)
         total = (b.total_tokens if b else 0) + draft
@@ -414,4 +437,7 @@ class FileItems:
             "disk_rebuilds": self.disk_rebuilds,
             "session_usage": {"input_tokens": self.session.usage.input_tokens,
                               "output_tokens": self.session.usage.output_tokens},
+            "building": self.building,
+            "build_progress": self.build_progress,
+            "stale": self.context_stale,
         }

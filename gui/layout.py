@@ -133,6 +133,9 @@ def _menus(app: App) -> None:
         if imgui.menu_item("Quit", "Ctrl+Q", False)[0]:
             app.quit_from_menu()
         imgui.end_menu()
+    rp = app._runner_params
+    if rp is not None:               # hello_imgui's View menu, after File as menus usually go
+        hello_imgui.show_view_menu(rp)
 
 
 def _quit_dialog(app: App) -> None:
@@ -213,7 +216,7 @@ def build_runner_params(app: App, window_size: tuple[int, int] | None = DEFAULT_
     wp.enable_viewports = False
     wp.show_menu_bar = True
     wp.show_menu_app = False
-    wp.show_menu_view = True
+    wp.show_menu_view = False       # drawn by _menus after File (hello_imgui would put it first)
     wp.show_status_bar = True
     wp.show_status_fps = False      # its 'Enable idling' box would fight App.frame_start
     wp.remember_status_bar_settings = False

@@ -29,13 +29,17 @@ SPLITS = (("MainDockSpace", "LeftSpace", "left", 0.25),
           ("MainDockSpace", "RightSpace", "right", 0.30))
 MIN_DASHBOARD_PX = 360.0
 MIN_WINDOW_PX = 900.0          # narrower windows keep whatever the user arranged
+SETTLE_FRAMES = 10
 
 
 def adapt_layout(app: App) -> bool:
     """Re-apply the default split if the saved one squeezes the dashboard; returns whether it did."""
     rp = app._runner_params
     dashboard = app.views.get("dashboard")
-    if rp is None or dashboard is None or dashboard.window_width <= 0:
+    # Only a layout restored from the ini file can be squeezed (the default split is made for
+    # the window); the first frames' sizes are not settled yet.
+    if rp is None or rp.ini_disable or dashboard is None or dashboard.window_width <= 0 \
+            or app.stats.frame_count < SETTLE_FRAMES:
         return False
     display = imgui.get_io().display_size
     size = (int(display.x), int(display.y))
