@@ -44,6 +44,7 @@ from gui import send_check
 from gui.autosave import Autosave, recovery_path
 from gui.chat import ChatWorker
 from gui.file_items import TYPING_SETTLE_S, FileItems
+from gui.file_tree import FileTree
 from headless import SESSION_LOG_DIR
 from project import (
     PROJECT_FILE,
@@ -91,6 +92,10 @@ class PanelInputs:
     new_discussion_name: str = ""
     copied_key: str = ""                 # which Copy button said "Copied", and when
     copied_at: float = 0.0
+    picker_open: bool = False            # the file picker (Browse) and the preview
+    picker_filter: str = ""
+    preview_path: str = ""
+    preview_mode: str = "full"
 
 
 class ContextState(FileItems):
@@ -161,6 +166,8 @@ class ContextState(FileItems):
         self._bind_session()
         self.editing.clear()
         self.inputs.open_path = str(self.project_dir)
+        self.inputs.preview_path = ""
+        self.file_tree = FileTree(self.project_dir)
         self._reset_items()
 
     def _bind_session(self) -> None:

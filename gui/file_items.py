@@ -243,6 +243,7 @@ class FileItems:
 
     def _apply_build(self, result: BuildResult) -> None:
         self.file_rows = result.rows
+        self.previews.clear()            # files may have changed on disk: previews are re-measured
         self.bundle = result.bundle
         for err in result.bundle.errors:
             if err.source != "files":     # file problems show on their rows

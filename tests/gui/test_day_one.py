@@ -441,3 +441,153 @@ def test_a_large_glob_is_measured_without_blocking_frames(app, artifacts_dir):
     row = app.ctx.file_rows[0]
     assert row.n_files == 3000                          # conductor/ is not part of `**/*`
     assert not any(m.startswith("conductor/") for m in row.matches)
+
+
+# ================================================================== file picker and preview
+def test_the_file_picker_adds_files_and_folders_and_previews_each_mode(app, artifacts_dir):
+    project = app.project_dir
+    (project / "src" / "pkg").mkdir(parents=True)
+    (project / "src" / "app.py").write_text('"""App."""\n\n\ndef main():\n    """Run."""\n    return 1 + 1\n')
+    (project / "src" / "pkg" / "util.py").write_text("def helper(x):\n    return x * 2\n")
+    (project / "README.md").write_text("# Demo\n")
+    seen = {}
+
+    def test(ctx):
+        from imgui_bundle.immapp import testing
+        ctx.item_click("//Project/Browse##files")
+        ctx.yield_(2)
+        ctx.set_ref(ctx.window_info("//Project/##picker").window)
+        ctx.item_click("##pick:README.md")                 # a file: checked = in the context
+        ctx.item_click("##pick_dir:src")                   # a folder: its glob
+        wait_until(ctx, lambda: not app.ctx.context_stale, "the context to be measured")
+        seen["files"] = [(f.path, f.mode) for f in app.ctx.config.files]
+        ctx.item_open("src##dir:src")
+        ctx.yield_(2)
+        info = ctx.item_info("src##dir:src/##pick:src|app.py")
+        seen["app_py_disabled"] = bool(info.item_flags & __import__("imgui_bundle").imgui.ItemFlags_.disabled)
+        ctx.item_click("src##dir:src/app.py##name:src|app.py")   # preview
+        ctx.set_ref("//Project")
+        tokens = {}
+        for mode in ("full", "skeleton", "outline"):
+            app.ctx.inputs.preview_mode = mode
+            wait_until(ctx, lambda m=mode: app.ctx.previews.get(("src/app.py", m)), f"the {mode} preview")
+            tokens[mode] = app.ctx.previews[("src/app.py", mode)].tokens
+        seen["tokens"] = tokens
+        app.ctx.inputs.preview_mode = "skeleton"
+        ctx.yield_(3)
+        testing.capture(ctx, os.path.join(artifacts_dir, "day_one_file_picker.png"))
+        _type_into(ctx, "//Project/##picker_filter", "util")
+        ctx.yield_(2)
+        seen["filtered"] = app.ctx.file_tree.matches("util")
+
+    run_gui(app, test)
+    assert seen["files"] == [("README.md", "full"), ("src/**/*", "full")]
+    assert seen["app_py_disabled"] is True                  # brought in by the glob
+    assert seen["tokens"]["full"] > seen["tokens"]["skeleton"] > 0 and seen["tokens"]["outline"] > 0
+    assert seen["filtered"] == ["src/pkg/util.py"]
+
+
+# ================================================================== old state is cleared (no window)
+def test_errors_expire_or_leave_with_the_next_run():
+    from gui import mma_state
+    mma = mma_state.MMAState()
+    e = mma.add_error("the epic is empty: describe what you want built", source="gui")
+    assert mma.latest_error is e
+    e["ts"] -= mma_state.GUI_ERROR_TTL_S + 1                  # the user moved on
+    assert mma.latest_error is None
+    engine_error = mma.add_error("Tier 1 failed: timeout", source="engine")
+    engine_error["ts"] -= 3600                                # engine errors do not expire...
+    assert mma.latest_error is engine_error
+    mma.new_run("plan")                                       # ...but a new run clears the bar
+    assert mma.latest_error is None and len(mma.errors) == 2  # still in the history
+
+
+def test_streams_are_grouped_per_track_and_a_project_switch_resets_the_view():
+    from gui.mma_state import MMAState
+    mma = MMAState()
+    mma.apply("mma_stream", {"stream_id": "Tier 1", "text": "plan"})
+    mma.start_track("t_one", "Track one")
+    mma.apply("mma_stream", {"stream_id": "Tier 3 (Worker): T1", "text": "first track's T1"})
+    mma.apply("response", {"stream_id": "Tier 3 (Worker): T1", "text": "first done", "status": "done"})
+    mma.start_track("t_two", "Track two")
+    assert "Tier 3 (Worker): T1" not in mma.mma_streams and "Tier 1" in mma.mma_streams
+    mma.apply("mma_stream", {"stream_id": "Tier 3 (Worker): T1", "text": "second track's T1"})
+    assert mma.mma_streams["Tier 3 (Worker): T1"] == "second track's T1"       # not mixed
+    [old] = mma.stream_groups
+    assert old.label == "Track one" and old.texts == {"Tier 3 (Worker): T1": "first done"}
+    assert old.status == {"Tier 3 (Worker): T1": "done"}
+    mma.add_error("old project's error", source="engine")
+    mma.reset_view()
+    assert (mma.mma_streams.to_dict(), mma.stream_groups, mma.active_track, mma.active_tickets,
+            mma.latest_error, mma.mma_status) == ({}, [], None, [], None, "idle")
+
+
+def test_the_time_column_shows_running_and_waiting_apart():
+    from gui.mma_display import ticket_run_and_wait
+    t = {"status": "completed", "started_at": 100.0, "finished_at": 125.0}
+    assert ticket_run_and_wait(t, [(100.2, 124.7)], 200.0) == ("0.5 s", "24.5 s")
+    assert ticket_run_and_wait(t, None, 200.0) == ("25.0 s", "")
+    live = {"status": "in_progress", "started_at": 100.0, "finished_at": None}
+    assert ticket_run_and_wait(live, [(100.0, None)], 103.0) == ("0.0 s ...", "3.0 s")
+    assert ticket_run_and_wait({"status": "todo"}, None, 1.0) == ("-", "")
+
+
+def test_unknown_model_names_are_flagged_against_the_catalog():
+    from gui.panel_mma_dashboard import unknown_models
+    assert unknown_models("gemini-2.5-flash, gemini-2.5-flahs", "gemini") == ["gemini-2.5-flahs"]
+    assert unknown_models("claude-sonnet-4-5", "gemini") == ["claude-sonnet-4-5"]   # other provider
+    assert unknown_models("mock-model", "mock") == []
+
+
+def test_the_app_font_has_cjk_and_emoji_glyphs(app, artifacts_dir):
+    seen = {}
+
+    def test(ctx):
+        from imgui_bundle import imgui
+        from imgui_bundle.immapp import testing
+        font = imgui.get_font()
+        seen["glyphs"] = {ch: font.is_glyph_in_font(ord(ch)) for ch in "A你こ한🚀"}
+        app.mma_epic_input = "Unicode: 你好, こんにちは, 안녕하세요 🚀✨"
+        ctx.yield_(4)
+        testing.capture(ctx, os.path.join(artifacts_dir, "day_one_cjk_emoji.png"), window="MMA Dashboard")
+
+    run_gui(app, test)
+    assert all(seen["glyphs"].values()), seen["glyphs"]
+
+
+def test_a_resumed_track_says_which_context_it_runs_with(app, tmp_path):
+    """Resume uses the context saved with the track (conductor/tracks/<id>/context.md)."""
+    from pipeline import track_context_path
+    seen = {}
+
+    def test(ctx):
+        (app.project_dir / "notes.md").write_text("# Planned context\n")
+        _type_into(ctx, "//Project/##new_file_path", "notes.md")
+        ctx.item_click("//Project/Add file")
+        wait_until(ctx, lambda: not app.ctx.context_stale, "the context")
+        track = type_epic_and_plan(ctx, app, "Add a --quiet flag")
+        ctx.item_click(f"//MMA Dashboard/tracks/Accept##{track['id']}")
+        wait_until(ctx, lambda: pending(app, "spawn", "T1"), "the spawn approval for T1")
+        answer(ctx, app, f"Approve##{pending(app, 'spawn', 'T1').request_id}")
+        wait_until(ctx, lambda: (app.mma.ticket("T1") or {}).get("status") == "completed", "T1", 60)
+        ctx.item_click("//MMA Dashboard/Abort")
+        ctx.item_click("//$FOCUSED/Abort track")
+        wait_until(ctx, lambda: app.mma.mma_status == "aborted", "the abort")
+        wait_until(ctx, lambda: not app.futures_in_flight, "the run to end")
+        seen["track"] = track["id"]
+        ctx.item_click("//Project/files_table/x##file_0")   # the context changes after planning
+        wait_until(ctx, lambda: not app.ctx.context_stale, "the context")
+        app.refresh_saved_tracks()
+        ctx.item_click("//MMA Dashboard/Auto-approve")
+        ctx.yield_(2)
+        ctx.item_click(f"//MMA Dashboard/saved_tracks/Resume##{track['id']}")
+        ctx.yield_(2)
+        seen["notice"] = app.mma.notice
+        wait_until(ctx, lambda: app.mma.mma_status in ("completed", "blocked"), "the resumed run", 60)
+
+    run_gui(app, test)
+    saved = track_context_path(app.project_dir, seen["track"])
+    assert "# Planned context" in saved.read_text()
+    assert seen["notice"].startswith("Resumed with the context the track was planned with")
+    assert "# Planned context" in app.pipeline.md_content           # what the resumed workers got...
+    assert "# Planned context" not in app.ctx.bundle.markdown        # ...not the changed current context
