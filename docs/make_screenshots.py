@@ -33,9 +33,10 @@ def main() -> int:
     os.environ.setdefault("MMA_MOCK_CHUNK_DELAY", "0.01")
     from bench.common import xvfb_display
     with xvfb_display():
-        import gui_2
         from imgui_bundle import hello_imgui
         from imgui_bundle.immapp import testing
+
+        import gui_2
         root = Path(tempfile.mkdtemp()) / "demo"
         for rel, text in DEMO_FILES.items():
             (root / rel).parent.mkdir(parents=True, exist_ok=True)

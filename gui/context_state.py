@@ -6,7 +6,11 @@ box, the provider/model pickers and one chat `ai_client.Session`.  It has no
 imgui import, so every behaviour is unit-testable without a window.  Pieces:
 
 - `gui/file_items.py`  `FileItems` (mixin): files, modes, screenshots, token
-  estimates, the context bundle and the budget;
+  estimates, the context bundle and the budget (built on `gui/context_build.py`'s
+  builder thread in background mode);
+- `gui/chat_send.py`   `ChatSending` (mixin): Send with the budget rules of
+  `gui/send_check.py`, Regenerate, the reply stream;
+- `gui/autosave.py`    `Autosave`: the project file saves itself (hot exit);
 - `gui/chat.py`        `ChatWorker`: the send on its own thread, results via a SimpleQueue;
 - `gui/comms_log.py`   `CommsLog`, the comms log the Comms window shows.
 
@@ -39,10 +43,11 @@ from typing import Any
 
 import ai_client
 from atomic_files import atomic_write_text
-from file_cache import FileCache, context_window_for
+from file_cache import FileCache
 from gui import send_check
 from gui.autosave import Autosave, recovery_path
 from gui.chat import ChatWorker
+from gui.chat_send import ChatSending
 from gui.file_items import TYPING_SETTLE_S, FileItems
 from gui.file_tree import FileTree
 from headless import SESSION_LOG_DIR
@@ -98,7 +103,7 @@ class PanelInputs:
     preview_mode: str = "full"
 
 
-class ContextState(FileItems):
+class ContextState(ChatSending, FileItems):
     """State and actions of the context panels.  Construct on the GUI thread.
 
     Per frame the app calls `poll()` (drains the chat worker's queue, rebuilds
@@ -454,116 +459,6 @@ class ContextState(FileItems):
         self.mark_changed()
         return True
 
-    # ------------------------------------------------------------------ sending
-    def check_send(self, text: str) -> send_check.SendCheck:
-        """The budget verdict for sending `text` with the current (fresh) context."""
-        bundle = self.bundle
-        assert bundle is not None, "call refresh() first"
-        price = self.config.price_for(self.current_model)
-        return send_check.check(text, bundle, self.current_model, context_window_for(self.current_model),
-                                self.config.budgets.max_context_tokens,
-                                price.input if price is not None else None, self.generation)
-
-    def _ask_for_trim(self, check: send_check.SendCheck) -> None:
-        """Work out the trim offer for a Send over a limit (off the GUI thread in background mode)."""
-        target = check.limit - check.message_tokens
-        if self.background_builds:
-            check.offer_pending = True
-            self._trim_future = self._builder().submit(send_check.plan_trim, self._inputs(), self.cache, target)
-        else:
-            check.offer = send_check.plan_trim(self._inputs(), self.cache, target)
-
-    def send_message(self, confirmed: bool = False, trimmed: bool = False) -> bool:
-        """Send `ai_input` with the curated context; the reply streams in through `poll()`.
-
-        Budget rules (gui/send_check.py): over the model's window it is refused; over the
-        project budget, or large, it waits for `confirmed`; `trimmed` sends what the trim
-        offer leaves.  A Send that waits is `pending_send` (the panel shows the dialog)."""
-        if self.busy:
-            self.add_error("send", "a reply is still streaming", "wait for it or press Stop")
-            return False
-        text = self.ai_input.strip()
-        if not text:
-            self.add_error("send", "the message box is empty", "type a message first")
-            return False
-        # A send never uses stale text: this waits for a build in flight (the Send button and
-        # Ctrl+Enter are disabled meanwhile, so only scripts and the hook API ever wait here).
-        self.refresh(force=self._dirty)
-        bundle = self.bundle
-        assert bundle is not None, "refresh() always leaves a bundle"
-        check = self.check_send(text)
-        pending = self.pending_send
-        if pending is not None and pending.message == text and pending.generation == check.generation:
-            check = pending                 # keep the offer already worked out
-        if trimmed:
-            if check.offer is None and not check.offer_pending:
-                self._ask_for_trim(check)
-            if check.offer is None:
-                self.pending_send = check
-                self.add_error("send", "the trim plan is still being worked out", "try again in a moment")
-                return False
-            if not check.offer.fits or check.offer.bundle is None:
-                self.pending_send = check
-                self.add_error("send", f"not sent: even the full trim plan does not get under "
-                               f"{check.offer.target:,} tokens", "remove files or pick a model with a larger window")
-                return False
-            bundle = check.offer.bundle
-        elif check.verdict == "refuse":
-            if check.offer is None and not check.offer_pending:
-                self._ask_for_trim(check)
-            self.pending_send = check
-            self.add_error("send", check.describe(), "remove files, switch them to skeleton/outline, or send trimmed")
-            return False
-        elif check.verdict == "confirm" and not confirmed:
-            if check.over_budget and check.offer is None and not check.offer_pending:
-                self._ask_for_trim(check)
-            self.pending_send = check
-            return False
-        self.pending_send = None
-        if check.over_budget and not trimmed:
-            log.warning("sending %d tokens over the %d-token project budget (confirmed)", check.total,
-                        check.budget)
-        images = [{"mime_type": img["mime_type"], "data": img["data"]} for img in bundle.images]
-        request_id = next(self._request_ids)
-        self._request = {"id": request_id, "config": self.config,
-                         "discussion": self.config.active_discussion}
-        if not self.add_entry("user", text):
-            self._request = None
-            return False
-        self.ai_input = ""
-        self.stream_text = ""
-        self.stream_chunks = 0
-        self.busy = True
-        self.chat.start(request_id, bundle.markdown, text, images, str(self.project_dir))
-        return True
-
-    def cancel_send(self) -> None:
-        """The user closed the Send dialog: nothing goes out, the message stays in the box."""
-        self.pending_send = None
-
-    def can_regenerate(self) -> bool:
-        entries = self.entries
-        return (not self.busy and len(entries) >= 2 and entries[-1].role == "assistant"
-                and entries[-2].role == "user")
-
-    def regenerate(self) -> bool:
-        """Ask again: the last reply is dropped and its question is sent once more (with the
-        same budget checks as Send).  If it does not go out, the question waits in the box."""
-        if not self.can_regenerate():
-            self.add_error("send", "nothing to regenerate", "the last entry must be a reply to your message")
-            return False
-        question = self.entries[-2].content
-        self.delete_entry(len(self.entries) - 1)
-        self.delete_entry(len(self.entries) - 1)
-        self.ai_input = question
-        return self.send_message()
-
-    def cancel(self) -> bool:
-        if not self.busy:
-            return False
-        self.chat.cancel()
-        return True
-
     def poll(self, max_events: int = 10_000) -> int:
         """Per frame, on the GUI thread: apply worker results, rebuild lazily, watch the disk,
         autosave once edits settle."""
@@ -585,57 +480,6 @@ class ContextState(FileItems):
         if self.autosave.due():
             self.save(auto=True)
         return handled
-
-    def _poll_chat(self, max_events: int) -> int:
-        handled = 0
-        for kind, request_id, data in self.chat.drain(max_events):
-            handled += 1
-            request = self._request
-            if request is None or request_id != request["id"]:
-                log.debug("dropping %s for finished request %s", kind, request_id)
-                continue
-            if kind == "chunk":
-                self.stream_text += data
-                self.stream_chunks += 1
-            elif kind == "done":
-                self._finish(request, data["text"], error=None)
-                self.last_usage = {"input_tokens": data["input_tokens"],
-                                   "output_tokens": data["output_tokens"]}
-            elif kind == "error":
-                partial = data["partial"] or self.stream_text
-                self.add_error("send", data["message"], data["hint"])
-                self._finish(request, partial, error=data["message"])
-            else:
-                log.error("unknown chat event %r", kind)
-        return handled
-
-    def _finish(self, request: dict[str, Any], text: str, error: str | None) -> None:
-        self._request = None
-        self.busy = False
-        self.last_reply = text
-        self.stream_text = ""
-        if not text:
-            return
-        if request["config"] is not self.config:
-            log.warning("reply arrived after the project changed; kept only as last reply")
-            return
-        name = request["discussion"]
-        if name not in self.config.discussions:
-            log.warning("discussion %r is gone; the reply goes to %r", name, self.config.active_discussion)
-            name = self.config.active_discussion
-        content = text if error is None else f"{text}\n\n[incomplete: {error}]"
-        self.config.add_entry("assistant", content, discussion=name)
-        self.scroll_history = True
-        self.mark_changed()
-
-    def wait_idle(self, timeout: float = 10.0) -> bool:
-        """Poll until no send is in flight (for scripts and tests; the GUI just polls per frame)."""
-        deadline = time.monotonic() + timeout
-        while self.busy and time.monotonic() < deadline:
-            self.poll()
-            if self.busy:
-                time.sleep(0.005)
-        return not self.busy
 
     def close(self) -> None:
         """Stop the chat worker (cancel a send in flight and wait for it, bounded) and the builder."""

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 TIER_FIELDS = ("tier1_model", "tier2_model", "tier3_models", "tier4_model")
 SETTABLE_FIELDS = ("mma_epic_input", "ai_input", "current_provider", "current_model", "auto_approve",
                    "auto_queue", *TIER_FIELDS)
-CONTEXT_ITEMS = ("btn_add_file", "btn_remove_file", "btn_stop", "btn_new_discussion")
+CONTEXT_ITEMS = ("btn_add_file", "btn_remove_file", "btn_stop", "btn_new_discussion", "btn_regenerate")
 CLICKABLE_ITEMS = ("btn_mma_plan_epic", "btn_mma_accept_track", "btn_mma_reject_track", "btn_mma_pause",
                    "btn_mma_resume", "btn_mma_abort", "btn_mma_resume_track", "btn_mma_apply_models",
                    "btn_mma_run_ticket", "btn_mma_step_mode", "btn_save_project", "btn_dismiss_error",
@@ -196,7 +196,8 @@ class HookSurface:
             "btn_mma_step_mode": lambda: app.set_step_mode(ticket_id, bool(args.get("enabled", True))),
             "btn_save_project": app.save_project,
             "btn_dismiss_error": dismiss_errors,
-            "btn_send": lambda: self._context_click("btn_send", {}),
+            "btn_send": lambda: self._context_click(
+                "btn_send", {k: bool(args[k]) for k in ("confirm", "trimmed") if k in args}),
             "btn_quit": quit_app,
             **{name: functools.partial(self._context_click, name, args) for name in CONTEXT_ITEMS},
         }

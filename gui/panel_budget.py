@@ -62,6 +62,10 @@ def draw(state: ContextState) -> None:
     imgui.progress_bar(min(fraction, 1.0), imgui.ImVec2(-1, 0),
                        f"{total:,} / {limit:,} tokens ({fraction * 100:.1f}%)")
     imgui.pop_style_color()
+    if b.get("building"):
+        done, total = b.get("build_progress") or (0, 0)
+        imgui.text_colored(DIM_COLOR, f"measuring the context… {done:,}/{total:,} files" if total
+                           else "measuring the context…")
     window_note = (f"model window {b['context_window']:,} ({state.current_model})"
                    f" · project budget {b['budget_limit']:,}")
     imgui.text_colored(DIM_COLOR, window_note)
