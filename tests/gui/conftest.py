@@ -36,3 +36,12 @@ def mock_env(monkeypatch, tmp_path):
     monkeypatch.setenv("MMA_CREDENTIALS_FILE", str(tmp_path / "no-credentials.toml"))
     for key in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "ANTHROPIC_API_KEY", "MMA_TEST_HOOKS"):
         monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture
+def app(xvfb_display, mock_env, tmp_path):
+    """The real App on the mock provider, for tests that open its window (shut down after)."""
+    from tests.gui.helpers import make_app
+    the_app = make_app(tmp_path)
+    yield the_app
+    the_app.shutdown()

@@ -17,16 +17,9 @@ import pytest
 import events
 from gui import mma_display
 from gui.mma_state import MMAState, StreamStore
-from tests.gui.helpers import answer, make_app, run_gui, wait_until
+from tests.gui.helpers import answer, run_gui, wait_until
 
 WAIT_S = 30.0
-
-
-@pytest.fixture
-def app(xvfb_display, mock_env, tmp_path):
-    the_app = make_app(tmp_path)
-    yield the_app
-    the_app.shutdown()
 
 
 def pending(app, kind: str, ticket_id: str | None = None):
