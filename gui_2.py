@@ -99,6 +99,7 @@ class App(PipelineCommands):
         # what the user curates across restarts however the app is closed (gui/autosave.py).
         self.ctx = ContextState(self.project_dir, provider, background_builds=True, autosave=True)
         self.mma_epic_input = self.ctx.config.epic
+        self._epic_loads = self.ctx.project_loads     # the load the epic box belongs to
         self.comms_log = CommsLog()
         self.comms_log.install()
         cfg = self.project

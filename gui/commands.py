@@ -62,6 +62,7 @@ class PipelineCommands:
     _quit_requested: bool
     _runner_params: hello_imgui.RunnerParams | None
     quit_prompt: bool
+    _epic_loads: int
 
     if TYPE_CHECKING:
         @property
@@ -474,7 +475,12 @@ class PipelineCommands:
         self.request_quit()
 
     def sync_epic(self) -> None:
-        """The epic box is part of the project file (autosaved like the rest)."""
+        """The epic box is part of the project file (autosaved like the rest).  After Open or
+        Reload the box shows the loaded project's epic (the old text must not leak into it)."""
+        if self._epic_loads != self.ctx.project_loads:
+            self._epic_loads = self.ctx.project_loads
+            self.mma_epic_input = self.project.epic
+            return
         if self.mma_epic_input != self.project.epic:
             self.project.epic = self.mma_epic_input
             self.ctx.note_unsaved()

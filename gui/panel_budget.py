@@ -75,8 +75,10 @@ def draw(state: ContextState) -> None:
     flags = imgui.TableFlags_.borders_inner_h | imgui.TableFlags_.sizing_stretch_prop
     if imgui.begin_table("budget_sources", 3, flags):
         imgui.table_setup_column("Source", imgui.TableColumnFlags_.width_stretch)
-        imgui.table_setup_column("Tokens", imgui.TableColumnFlags_.width_fixed, 80)
-        imgui.table_setup_column("Share", imgui.TableColumnFlags_.width_fixed, 60)
+        pad = imgui.get_style().cell_padding.x * 2
+        imgui.table_setup_column("Tokens", imgui.TableColumnFlags_.width_fixed,
+                                 imgui.calc_text_size(f"{max(total, 1):,}").x + pad)
+        imgui.table_setup_column("Share", imgui.TableColumnFlags_.width_fixed, imgui.calc_text_size("100.0%").x + pad)
         imgui.table_headers_row()
         for source, tokens in parts:
             imgui.table_next_row()

@@ -39,7 +39,7 @@ ROLE_COLORS = {
 }
 MESSAGE_BOX_LINES = 4
 ERROR_SOURCES = ("send", "discussion")
-SEND_POPUP = "Send this message?"
+SEND_POPUP = "###send_dialog"      # the title says whether it is a question or a refusal
 SEND_ANYWAY = "Send anyway"
 SEND_TRIMMED = "Send trimmed"
 COPIED_FEEDBACK_S = 1.5
@@ -271,7 +271,8 @@ def _send_dialog(state: ContextState, actions: DiscussionActions) -> None:
     else:
         detail = (f"No trim plan gets the context under {offer.target:,} tokens: remove files or switch "
                   "them to skeleton/outline.")
-    chosen = widgets.dialog(SEND_POPUP, check.describe(), tuple(buttons), detail)
+    title = "Not sent: over the model's window" if check.verdict == "refuse" else "Send this message?"
+    chosen = widgets.dialog(title + SEND_POPUP, check.describe(), tuple(buttons), detail)
     if chosen == SEND_ANYWAY:
         actions.send_message(confirmed=True)
     elif chosen == SEND_TRIMMED:

@@ -567,3 +567,24 @@ def test_a_resumed_track_says_which_context_it_runs_with(app, tmp_path):
     assert seen["notice"].startswith("Resumed with the context the track was planned with")
     assert "# Planned context" in app.pipeline.md_content           # what the resumed workers got...
     assert "# Planned context" not in app.ctx.bundle.markdown        # ...not the changed current context
+
+
+def test_opening_another_project_shows_its_epic_and_saves_the_old_one(mock_env, tmp_path):
+    from tests.gui.helpers import pump_frames
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "mma_project.toml").write_text('epic = "The other epic"\n')
+    app = make_app(tmp_path)
+    try:
+        app.mma_epic_input = "This project's epic"
+        app.frame_start()
+        app.frame_end()
+        assert app.ctx.open_project(other)                  # saves this project first
+        pump_frames(app, lambda: app.project_dir == other.resolve(), "the switch")
+        app.frame_start()
+        app.frame_end()
+        assert app.mma_epic_input == "The other epic"
+        assert project_mod.load_project(tmp_path / "project").epic == "This project's epic"
+        assert project_mod.load_project(other).epic == "The other epic"
+    finally:
+        app.shutdown()
