@@ -48,7 +48,10 @@ def apply_dark_theme(runner_params: hello_imgui.RunnerParams) -> None:
 
 
 # ---------------------------------------------------------------- fonts, keyboard, window title
-FONT_SIZE = 15.0
+# The size the merged CJK and emoji fonts are loaded at: at 15 their glyphs drew about 70% as
+# tall as hello_imgui's default Latin font; 20 matches it (checked on the day_one_cjk_emoji.png
+# screenshot of tests/gui/test_day_one.py).
+FONT_SIZE = 20.0
 
 
 def fallback_font_paths() -> list[str]:

@@ -330,7 +330,7 @@ def test_comms_clear_asks_first_and_is_not_the_filter_reset(app):
     seen = {}
 
     def test(ctx):
-        from imgui_bundle import hello_imgui
+        from imgui_bundle import hello_imgui, imgui
         rp = hello_imgui.get_runner_params()
         rp.docking_params.focus_dockable_window("Discussion")
         ctx.yield_(3)
@@ -355,14 +355,34 @@ def test_comms_clear_asks_first_and_is_not_the_filter_reset(app):
         seen["after_cancel"] = len(app.comms_log.rows)
         ctx.item_click("//Comms/Clear log##comms")
         ctx.yield_(2)
+        ctx.key_press(imgui.Key.escape)                   # Escape closes it like Cancel
+        ctx.yield_(2)
+        seen["after_escape"] = len(app.comms_log.rows)
+        seen["open_after_escape"] = imgui.is_popup_open("Clear the comms log?", imgui.PopupFlags_.any_popup_id)
+        ctx.item_click("//Comms/Clear log##comms")
+        ctx.yield_(2)
         ctx.item_click("//$FOCUSED/Clear log")
         ctx.yield_(2)
         seen["rows"] = rows
         seen["after_confirm"] = len(app.comms_log.rows)
 
     run_gui(app, test)
-    assert seen["after_first_click"] == seen["rows"] == seen["after_cancel"] > 0
+    assert seen["after_first_click"] == seen["rows"] == seen["after_cancel"] == seen["after_escape"] > 0
+    assert seen["open_after_escape"] is False
     assert seen["after_confirm"] == 0
+
+
+def test_ctrl_q_quits_and_nothing_is_lost(app):
+    def test(ctx):
+        from imgui_bundle import imgui
+        _type_into(ctx, "//MMA Dashboard/##epic", "Typed right before Ctrl+Q")
+        ctx.key_press(imgui.Key.mod_ctrl | imgui.Key.q)   # the window closes within this press
+
+    with pytest.raises(RuntimeError, match="exited before the test finished"):
+        run_gui(app, test)
+    app.shutdown()
+    assert app._quit_requested
+    assert project_mod.load_project(app.project_dir).epic == "Typed right before Ctrl+Q"
 
 
 # ================================================================== large globs keep frames coming
