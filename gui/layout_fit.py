@@ -30,11 +30,19 @@ SPLITS = (("MainDockSpace", "LeftSpace", "left", 0.25),
 MIN_DASHBOARD_PX = 360.0
 MIN_WINDOW_PX = 900.0          # narrower windows keep whatever the user arranged
 SETTLE_FRAMES = 10
+FRONT_WINDOWS = ("Project", "MMA Dashboard", "Approvals", "Tier Streams")
 
 
 def adapt_layout(app: App) -> bool:
     """Re-apply the default split if the saved one squeezes the dashboard; returns whether it did."""
     rp = app._runner_params
+    refocus_at = app.views.get("refocus_at")
+    if rp is not None and refocus_at is not None and app.stats.frame_count >= refocus_at:
+        # A reset docks every window anew and shows each dock's first tab: bring the
+        # windows that matter back to the front.
+        app.views.pop("refocus_at")
+        for name in FRONT_WINDOWS:
+            rp.docking_params.focus_dockable_window(name)
     dashboard = app.views.get("dashboard")
     # Only a layout restored from the ini file can be squeezed (the default split is made for
     # the window); the first frames' sizes are not settled yet.
@@ -52,4 +60,5 @@ def adapt_layout(app: App) -> bool:
              dashboard.window_width, *size)
     rp.docking_params.layout_reset = True
     dashboard.window_width = 0.0
+    app.views["refocus_at"] = app.stats.frame_count + 2
     return True

@@ -608,3 +608,38 @@ def test_opening_another_project_shows_its_epic_and_saves_the_old_one(mock_env, 
         assert project_mod.load_project(other).epic == "The other epic"
     finally:
         app.shutdown()
+
+
+def test_a_saved_layout_that_squeezes_the_dashboard_is_put_back(mock_env, xvfb_display, tmp_path, artifacts_dir):
+    """A layout saved on a large screen (left panel 900 px, dashboard 300 px) opened at 1024x700
+    squeezed the dashboard to a sliver; the app restores the default split instead."""
+    from imgui_bundle import hello_imgui
+    from imgui_bundle.immapp import testing
+    ini = tmp_path / "mma_desk.ini"
+    seen: dict = {}
+
+    def run(size, label: str) -> None:
+        app = make_app(tmp_path)
+        try:
+            def test(ctx):
+                ctx.yield_(30)
+                seen[label] = {"dashboard": app.views["dashboard"].window_width,
+                               "reset": app.views.get("layout_reset_for")}
+                testing.capture(ctx, os.path.join(artifacts_dir, f"day_one_layout_{label}.png"))
+            rp, addons = app.build_runner_params(size, ini_disable=False)
+            rp.ini_folder_type = hello_imgui.IniFolderType.absolute_path
+            rp.ini_filename = str(ini)
+            testing.run(test_function=test, runner_params=rp, add_ons_params=addons)
+        finally:
+            app.shutdown()
+
+    run((1280, 800), "first")
+    text = ini.read_text()
+    left = next(line for line in text.splitlines() if "DockNode" in line and "ID=0x00000001" in line)
+    squeezed = text.replace(left, left.replace(left.split("SizeRef=")[1].split()[0], "2000,700"))
+    assert squeezed != text
+    ini.write_text(squeezed)
+    run((1024, 700), "squeezed")
+    assert seen["first"]["reset"] is None and seen["first"]["dashboard"] > 600
+    assert seen["squeezed"]["reset"] == (1024, 700)
+    assert seen["squeezed"]["dashboard"] >= 360, seen
