@@ -127,8 +127,9 @@ def _preview(state: ContextState, actions: PickerActions) -> None:
     if not path:
         imgui.text_disabled("Click a file's name to preview it in each view mode.")
         return
-    imgui.align_text_to_frame_padding()
-    imgui.text(f"Preview: {path}")
+    if imgui.small_button("Close##preview"):
+        state.inputs.preview_path = ""
+        return
     imgui.same_line()
     imgui.set_next_item_width(100)
     if imgui.begin_combo("##preview_mode", state.inputs.preview_mode):
@@ -143,8 +144,8 @@ def _preview(state: ContextState, actions: PickerActions) -> None:
     else:
         imgui.text_colored(theme.HINT_TEXT, f"{preview.tokens:,} tokens")
     imgui.same_line()
-    if imgui.small_button("Close##preview"):
-        state.inputs.preview_path = ""
+    imgui.text_disabled(path)
+    imgui.set_item_tooltip(path)
     if preview is None:
         return
     if preview.error:
