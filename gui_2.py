@@ -100,6 +100,7 @@ class App(PipelineCommands):
         self.ctx = ContextState(self.project_dir, provider, background_builds=True, autosave=True)
         self.mma_epic_input = self.ctx.config.epic
         self._epic_loads = self.ctx.project_loads     # the load the epic box belongs to
+        self._epic_synced = self.mma_epic_input         # the box's text last synced with a project
         self.comms_log = CommsLog()
         self.comms_log.install()
         cfg = self.project

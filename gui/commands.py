@@ -63,6 +63,7 @@ class PipelineCommands:
     _runner_params: hello_imgui.RunnerParams | None
     quit_prompt: bool
     _epic_loads: int
+    _epic_synced: str
 
     if TYPE_CHECKING:
         @property
@@ -439,11 +440,10 @@ class PipelineCommands:
         ai_client.configure(session_log_dir=session_log_dir(new_dir))
         self._adopt_project_settings(self.ctx.current_provider, new_dir)
         # The dashboard shows the new project from now on: no old track, tickets, streams,
-        # approvals or errors; its epic box holds the new project's epic.
+        # approvals or errors (the epic box already shows its epic: sync_epic).
         self.mma.reset_view()
         self._active_track_id = None
         self._step_mode_local.clear()
-        self.mma_epic_input = self.project.epic
         log.info("MMA pipeline now on project %s", new_dir)
         self.refresh_saved_tracks()
         return True
@@ -479,11 +479,13 @@ class PipelineCommands:
         Reload the box shows the loaded project's epic (the old text must not leak into it)."""
         if self._epic_loads != self.ctx.project_loads:
             self._epic_loads = self.ctx.project_loads
-            self.mma_epic_input = self.project.epic
-            return
+            if self.mma_epic_input == self._epic_synced:      # untouched since: show the new one's
+                self.mma_epic_input = self._epic_synced = self.project.epic
+                return
         if self.mma_epic_input != self.project.epic:
             self.project.epic = self.mma_epic_input
             self.ctx.note_unsaved()
+        self._epic_synced = self.mma_epic_input
 
     def request_quit(self) -> None:
         """Close the window at the end of this frame (btn_quit, SIGTERM/SIGINT, and File > Quit
