@@ -9,7 +9,7 @@ PYTHON ?= python3
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -e '.[test]' 2>&1 | grep -v "WARNING: Location" || true
-	$(PY) -c "import imgui_bundle, google.genai, anthropic, tree_sitter_python, tomli_w, pytest, mypy"
+	$(PY) -c "import imgui_bundle, google.genai, anthropic, tree_sitter_python, tree_sitter_go, tree_sitter_c_sharp, tomli_w, pytest, mypy"
 	$(VENV)/bin/ruff --version >/dev/null
 	touch $(STAMP)
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import providers
 from providers import catalog
-from providers.base import CancelledByUser, ChatRequest, ChatResponse, ProviderError, ToolCall, Usage
+from providers.base import CancelledByUser, CancelSignal, ChatRequest, ChatResponse, ProviderError, ToolCall, Usage
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +106,19 @@ class SendResult:
     rounds: int = 1
 
 
+# Called with (model, usage) for every provider response, on the thread that made the call.
+UsageSink = Callable[[str, Usage], None]
+
+
 class Session:
-    """One conversation with one provider: its own adapter, history, log and usage."""
+    """One conversation with one provider: its own adapter, history, log and usage.
+
+    Usage is booked per provider response, as it arrives (`usage`, `usage_by_model` and
+    the `on_usage` sink), not when `send` returns: a tool round that billed and then
+    failed, an aborted call or a planning repair round is paid for all the same.
+    `cancel_event` is a `CancelSignal`: setting it also unblocks a call waiting for its
+    first byte (the adapter's socket) or a running shell command.
+    """
 
     def __init__(self, provider: str | None = None, model: str | None = None, *,
                  adapter_options: dict | None = None, log_dir: str | os.PathLike | None = None,
@@ -124,8 +135,10 @@ class Session:
         self.history: list[dict] = []
         self.comms_log: list[dict] = []
         self.usage = Usage()
+        self.usage_by_model: dict[str, Usage] = {}
+        self.on_usage: UsageSink | None = None
         self.last_result: SendResult | None = None
-        self.cancel_event = threading.Event()
+        self.cancel_event: CancelSignal = CancelSignal()
         self.comms_callback: Callable[[dict], None] | None = None
         self._log_lock = threading.Lock()
         self._log_file: Path | None = None
@@ -219,7 +232,6 @@ class Session:
         text = "\n".join(p for p in text_parts if p)
         if keep_history:
             self.history = messages
-        self.usage = self.usage + total
         self.last_result = SendResult(text, total, calls_made, stop_reason, rounds)
         return self.last_result
 
@@ -258,12 +270,25 @@ class Session:
             self.log("IN", "error", {"error": type(exc).__name__, "message": str(exc),
                                      "hint": exc.hint, "partial_text": exc.partial_text}, request.model)
             raise
+        self._book(response.model or request.model, response.usage)
         self.log("IN", "response", {
             "text": response.text, "stop_reason": response.stop_reason,
             "tool_calls": [c.to_dict() for c in response.tool_calls],
             "usage": {"input_tokens": response.usage.input_tokens,
                       "output_tokens": response.usage.output_tokens}}, response.model or request.model)
         return response
+
+    def _book(self, model: str, usage: Usage) -> None:
+        """What one provider response billed: the session's totals, then the sink."""
+        with self._log_lock:
+            self.usage = self.usage + usage
+            self.usage_by_model[model] = self.usage_by_model.get(model, Usage()) + usage
+        sink = self.on_usage
+        if sink is not None and (usage.input_tokens or usage.output_tokens):
+            try:
+                sink(model, usage)
+            except Exception:  # a broken ledger must not lose the reply the tokens paid for
+                log.exception("session %s: booking usage failed", self.id)
 
     def _run_tool(self, call: ToolCall, base_dir: str, pre_tool_callback, qa_callback) -> str:
         import tools
@@ -282,7 +307,7 @@ class Session:
                 self.log("OUT", "tool_result", {"id": call.id, "name": call.name, "result": result})
                 return result
         try:
-            result = tools.execute(call.name, args, base_dir, approved=approved)
+            result = tools.execute(call.name, args, base_dir, approved=approved, cancel=self.cancel_event)
         except tools.ToolError as exc:
             result = f"ERROR: {exc}"
             if qa_callback is not None:
@@ -413,11 +438,16 @@ TIER4_SYSTEM = ("You are Tier 4 (QA) of a multi-model coding pipeline. Given a f
 
 
 def analyse_failure(error_text: str, provider: str | None = None, model: str | None = None,
-                    stream_callback=None) -> SendResult:
-    """Tier 4 in its own throw-away session; returns text and usage."""
+                    stream_callback=None, *, cancel_event: CancelSignal | None = None,
+                    on_usage: UsageSink | None = None) -> SendResult:
+    """Tier 4 in its own throw-away session; returns text and usage.  `cancel_event` (the
+    engine's abort) cancels it; `on_usage` books each response as it arrives."""
     current = _current.get()
     provider = provider or (current.provider if current else None)
     with session_scope(provider, model, label="Tier 4") as session:
+        if cancel_event is not None:
+            session.cancel_event = cancel_event
+        session.on_usage = on_usage
         return session.send("", error_text[-6000:], system_prompt=TIER4_SYSTEM,
                             stream_callback=stream_callback, keep_history=False)
 

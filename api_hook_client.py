@@ -6,12 +6,19 @@ Used by the visual simulations and tests; `api_hooks` re-exports every name here
 `HookTimeoutError` (no answer in time), else `HookError` with the HTTP status and
 the server's `error` text.  `wait_for` / `wait_for_approval` are bounded polling
 helpers for test drivers; the app itself never polls.
+
+The server answers only requests that carry its token: `ApiHookClient(url)` takes the
+URL of the `MMA_HOOKS http://127.0.0.1:<port>/?token=<t>` start-up line as it is, and
+sends the token as `Authorization: token <t>` (never in the request URL, so it stays
+out of request logs).  An explicit `token=` argument wins over the URL's; with neither,
+`MMA_HOOK_TOKEN` from the environment is used.
 """
 from __future__ import annotations
 
 import http.client
 import json
 import logging
+import os
 import socket
 import time
 import urllib.error
@@ -24,6 +31,7 @@ log = logging.getLogger("api_hooks")
 
 DEFAULT_PORT = 8999
 DEFAULT_ACTION_TIMEOUT = 10.0         # seconds a waited POST may take (the server's default timeout)
+TOKEN_ENV = "MMA_HOOK_TOKEN"
 
 
 class HookError(RuntimeError):
@@ -47,8 +55,12 @@ class HookTimeoutError(HookError):
 class ApiHookClient:
     """Stdlib (urllib) client for `HookServer`. Every call raises `HookError` subclasses on failure."""
 
-    def __init__(self, base_url: str = f"http://127.0.0.1:{DEFAULT_PORT}", timeout: float = 5.0):
-        self.base_url = base_url.rstrip("/")
+    def __init__(self, url: str = f"http://127.0.0.1:{DEFAULT_PORT}", timeout: float = 5.0, *,
+                 token: str | None = None):
+        split = urllib.parse.urlsplit(url)
+        from_url = urllib.parse.parse_qs(split.query).get("token")
+        self.base_url = urllib.parse.urlunsplit((split.scheme, split.netloc, split.path, "", "")).rstrip("/")
+        self.token = token or (from_url[0] if from_url else None) or os.environ.get(TOKEN_ENV) or None
         self.timeout = timeout
 
     # -- transport ------------------------------------------------------------------------
@@ -59,6 +71,8 @@ class ApiHookClient:
             url += "?" + urllib.parse.urlencode(query)
         data = None
         headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"token {self.token}"
         if body is not None:
             data = json.dumps(body).encode("utf-8")
             headers["Content-Type"] = "application/json"

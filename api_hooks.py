@@ -1,7 +1,10 @@
 """Opt-in loopback HTTP hook API for tests and automation (the client is in api_hook_client.py).
 
 `HookServer(app)` exposes the running `gui_2.App` over plain JSON-over-HTTP on
-127.0.0.1 only.  It never touches GUI state directly: reads come from
+127.0.0.1 only, to its owner only: every request carries the run's token (random per
+run, or `MMA_HOOK_TOKEN`; `server.url` is the URL with it, as `gui_2.main` prints it),
+names this server in `Host`, and sends no foreign `Origin` (hook_transport.py).  It
+never touches GUI state directly: reads come from
 `app.get_state_snapshot()` / `app.get_field()` / `app.get_performance()` (copies
 published once per frame), writes go through `app.submit_action()`, which the
 App applies on the GUI thread at the next frame and resolves a
@@ -41,6 +44,9 @@ import concurrent.futures
 import ipaddress
 import itertools
 import logging
+import os
+import re
+import secrets
 import threading
 import time
 from typing import Any
@@ -53,15 +59,27 @@ from api_hook_client import (
     HookError,
     HookTimeoutError,
 )
-from hook_transport import MAX_BODY_BYTES, HookHTTPServer, Query, RequestError, Route, bind_server, is_loopback_host
+from hook_transport import (
+    MAX_BODY_BYTES,
+    TOKEN_QUERY,
+    HookHTTPServer,
+    Query,
+    RequestError,
+    Route,
+    bind_server,
+    is_loopback_host,
+)
 
 # The client names are re-exported: `from api_hooks import ApiHookClient, HookError` is the front door.
 __all__ = ["ACTION_HISTORY", "DEFAULT_ACTION_TIMEOUT", "DEFAULT_PORT", "KNOWN_ACTIONS", "MAX_BODY_BYTES", "MMA_KEYS",
-           "ApiHookClient", "AppGoneError", "HookError", "HookServer", "HookTimeoutError", "RequestError",
-           "is_loopback_host"]
+           "TOKEN_ENV", "ApiHookClient", "AppGoneError", "HookError", "HookServer", "HookTimeoutError",
+           "RequestError", "choose_token", "is_loopback_host"]
 
 log = logging.getLogger(__name__)
 
+TOKEN_ENV = "MMA_HOOK_TOKEN"           # chooses the token (test harnesses); else a random one per run
+# URL-safe, so the token goes into `?token=` unescaped; 16+ characters so it cannot be guessed.
+_TOKEN_RE = re.compile(r"[A-Za-z0-9._~-]{16,256}")
 ACTION_HISTORY = 256                  # outcomes of recent actions kept for GET /api/gui/action
 
 # Actions whose shape the server checks itself (anything else is forwarded to the App and
@@ -79,17 +97,34 @@ def _unknown_field_message(name: str, exc: BaseException) -> str:
     return str(detail) if name in str(detail) else f"unknown field {name!r}: {detail}"
 
 
+def choose_token(token: str | None = None) -> str:
+    """`token` if given, else `MMA_HOOK_TOKEN`, else a fresh random one (256 bits).
+
+    A chosen token must be 16-256 characters of A-Z a-z 0-9 . _ ~ - (ValueError otherwise)."""
+    source = "token"
+    if token is None:
+        token, source = os.environ.get(TOKEN_ENV) or None, TOKEN_ENV
+    if token is None:
+        return secrets.token_urlsafe(32)
+    if not isinstance(token, str) or not _TOKEN_RE.fullmatch(token):
+        # the value itself is never echoed: it is a secret, even when a malformed one
+        raise ValueError(f"{source} must be 16-256 characters of A-Z a-z 0-9 . _ ~ -")
+    return token
+
+
 class HookServer:
     """Loopback-only JSON hook API over `app` (see module docstring for the contract)."""
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *,
-                 action_timeout: float = DEFAULT_ACTION_TIMEOUT, max_body: int = MAX_BODY_BYTES):
+                 action_timeout: float = DEFAULT_ACTION_TIMEOUT, max_body: int = MAX_BODY_BYTES,
+                 token: str | None = None):
         if not isinstance(host, str) or not is_loopback_host(host):
             raise ValueError(f"hook server refuses host {host!r}: it binds loopback only "
                              f"(127.0.0.0/8, ::1 or localhost)")
         if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
             raise ValueError(f"bad hook port {port!r}")
         self.app = app
+        self.token = choose_token(token)
         self.host = host
         self.requested_port = port
         self.action_timeout = float(action_timeout)
@@ -120,13 +155,19 @@ class HookServer:
 
     # -- lifecycle ------------------------------------------------------------------------
     @property
-    def url(self) -> str:
+    def base_url(self) -> str:
+        """`http://127.0.0.1:<port>`: where the server listens (no secret in it)."""
         if self.port is None:
             raise RuntimeError("hook server is not started")
         host = self.bind_host or self.host
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """`http://127.0.0.1:<port>/?token=<t>`: what `ApiHookClient(url)` takes as it is."""
+        return f"{self.base_url}/?{TOKEN_QUERY}={self.token}"
 
     @property
     def running(self) -> bool:
@@ -158,7 +199,8 @@ class HookServer:
         self._thread.start()
         # WARNING: an open control port deserves notice, and the line reaches stderr even when
         # logging is not configured (scripts read the URL from it; gui_2.main also prints it).
-        log.warning("hook API listening on %s (test hooks enabled; loopback only)", self.url)
+        log.warning("hook API listening on %s (test hooks enabled; loopback only, token required)",
+                    self.base_url)
         return self.port
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -408,7 +450,7 @@ class HookServer:
             "performance": self.app.get_performance(),
             "threads": sorted(t.name for t in threading.enumerate()),
             "pending_actions": self.pending_action_count(),
-            "server": {"url": self.url, "uptime_s": round(time.monotonic() - (self._started_at or 0), 3),
+            "server": {"url": self.base_url, "uptime_s": round(time.monotonic() - (self._started_at or 0), 3),
                        "action_timeout_s": self.action_timeout, "max_body_bytes": self.max_body,
                        **counters},
             "routes": {path: sorted(m) for path, m in self.routes.items()},

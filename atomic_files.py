@@ -1,7 +1,10 @@
 """Crash-safe file writes: temp file in the same folder, fsync, rename.
 
 A reader (or a restart after kill -9) sees either the old file or the new
-one, never a half-written file.  Replacing the directory entry (rather than
+one, never a half-written file.  A temp file's name carries the writer's pid
+(`.<name>.<pid>-<random>.tmp`), so the sweep after a crash
+(`remove_stale_temp_files`) leaves alone the temp file of a process that is
+still writing.  Replacing the directory entry (rather than
 writing through it) also means a hard link to the old file is detached, never
 written through.
 """
@@ -43,7 +46,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, keep_mode: bool 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = _mode_to_keep(path) if keep_mode else None
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -94,17 +97,38 @@ def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
 def remove_stale_temp_files(folder: str | os.PathLike, names: tuple[str, ...] | None = None) -> list[Path]:
     """Delete temp files an interrupted atomic write left behind (kill -9 between create and rename).
 
-    Only names of the form `.<name>.<random>.tmp` that this module creates are touched, and
-    with `names` only those whose `<name>` is listed (for folders shared with the user's files);
-    the real files next to them are always whole.
+    Only names of the form `.<name>.<pid>-<random>.tmp` (or the older `.<name>.<random>.tmp`)
+    that this module creates are touched, and with `names` only those whose `<name>` is
+    listed (for folders shared with the user's files); a temp file of a live process (this
+    one included: another thread may be writing it) is left alone.  The real files next to
+    them are always whole.
     """
     removed = []
     for path in Path(folder).glob(".*.tmp"):
-        target = path.name[1:].rsplit(".", 2)[0]          # ".state.json.ab12cd.tmp" -> "state.json"
+        parts = path.name[1:].rsplit(".", 2)              # ".state.json.77-ab12cd.tmp"
+        target = parts[0]                                 # -> "state.json"
         if names is not None and target not in names:
+            continue
+        writer = parts[1].split("-", 1)[0] if len(parts) == 3 and "-" in parts[1] else ""
+        if writer.isdigit() and _process_alive(int(writer)):
+            log.debug("keeping %s: process %s may still be writing it", path, writer)
             continue
         if path.is_file():
             path.unlink()
             removed.append(path)
             log.info("removed %s left by an interrupted write", path)
     return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:         # alive, owned by someone else
+        return True
+    except OverflowError:
+        return False
+    return True

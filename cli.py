@@ -1,9 +1,13 @@
 """`mma-desk`: the console entry point.
 
   mma-desk                       open the desktop app (same as `mma-desk gui`)
+  mma-desk --enable-test-hooks   ... with the loopback hook API; stdout's first line is
+                                 `MMA_HOOKS http://127.0.0.1:<port>/?token=<t>` (MMA_HOOK_TOKEN
+                                 chooses the token; MMA_TEST_HOOKS alone opens nothing)
   mma-desk run --epic TEXT ...   the MMA pipeline headless (see headless.py)
   mma-desk resume TRACK_ID ...   continue a saved track; completed tickets are not re-run
-  mma-desk skeleton FILE...      print tree-sitter views of files
+  mma-desk skeleton FILE...      print tree-sitter views of files (Python, JS, TS/TSX, Go,
+                                 Rust, Java, C, C++, C#; other files: full text and a note)
   mma-desk import-track PATH     import a Conductor track (plan.md) as a ticket DAG
 """
 from __future__ import annotations
@@ -74,7 +78,8 @@ def cmd_skeleton(paths: list[str], mode: str = "skeleton", cache=None) -> int:
             print(f"mma-desk skeleton: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
             status = 2
             continue
-        sys.stdout.write(f"# ==== {path} ====\n{view.text}")
+        note = f" ({view.note})" if view.note else ""
+        sys.stdout.write(f"# ==== {path} ===={note}\n{view.text}")
         if view.text and not view.text.endswith("\n"):
             sys.stdout.write("\n")
     return status
@@ -101,6 +106,8 @@ def cmd_import_track(path: str, project: str | None = None) -> int:
     from conductor_io import read_track_source, save_track
     try:
         src = read_track_source(path)
+        for warning in src.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         _print_dag(src.track)
         if project is None:
             return 0

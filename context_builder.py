@@ -5,6 +5,10 @@ screenshots, discussion and a system prompt into one markdown bundle.  File view
 `file_cache.FileCache`.  When the total is over the model's context window, the bundle carries
 a trim plan: what to drop or downgrade, in order, until it fits.
 
+`files_within_budget` is the Tier 3 worker's use of it: a ticket's files fitted to a token
+budget by applying the trim plan, with every file that was left out or trimmed named and
+explained, for the worker's prompt and for the user.
+
 `file_cache` re-exports every public name here, so `file_cache.build_context` keeps working.
 """
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from file_cache import MODES, FileCache, ViewResult, is_python_path
+from file_cache import MODES, FileCache, ViewResult, has_views
 from providers import catalog
 
 log = logging.getLogger(__name__)
@@ -28,7 +32,11 @@ MODEL_CONTEXT_WINDOWS = catalog.context_windows()   # read-only {model: tokens} 
 _FENCE_LANG = {".py": "python", ".pyi": "python", ".pyw": "python", ".md": "markdown",
                ".toml": "toml", ".json": "json", ".yaml": "yaml", ".yml": "yaml", ".js": "javascript",
                ".ts": "typescript", ".rs": "rust", ".go": "go", ".c": "c", ".h": "c", ".cpp": "cpp",
-               ".sh": "bash", ".html": "html", ".css": "css", ".sql": "sql", ".ini": "ini"}
+               ".sh": "bash", ".html": "html", ".css": "css", ".sql": "sql", ".ini": "ini",
+               ".tsx": "tsx", ".jsx": "jsx", ".mjs": "javascript", ".cjs": "javascript", ".mts": "typescript",
+               ".cts": "typescript", ".java": "java", ".cs": "csharp", ".cc": "cpp", ".cxx": "cpp", ".hpp": "cpp",
+               ".hh": "cpp", ".hxx": "cpp"}
+_FENCE_BY_LANGUAGE = {"cpp": "cpp", "c": "c"}    # a `.h` file is fenced as what it turned out to be
 _SKIP_DIRS = frozenset({"__pycache__", "node_modules"})
 # MMA Desk's own folders at the project root: a glob matches in them only when it names them
 # (`conductor/**/*.md`); `**/*` must not pull the app's track state into the context.
@@ -118,7 +126,8 @@ def _fence(body: str, lang: str) -> str:
 
 def _file_section(label: str, mode: str, view: ViewResult, suffix: str) -> str:
     note = ", best-effort: syntax errors" if view.has_errors else ""
-    lang = "" if mode == "outline" else _FENCE_LANG.get(suffix.lower(), "")
+    note += f"; {view.note}" if view.note else ""
+    lang = "" if mode == "outline" else (_FENCE_BY_LANGUAGE.get(view.language) or _FENCE_LANG.get(suffix.lower(), ""))
     return f"### `{label}` ({mode}{note})\n\n{_fence(view.text, lang)}\n"
 
 
@@ -262,8 +271,8 @@ def build_context(items: Iterable[ContextItem | str | Sequence], screenshots: It
 
 def _trim_plan(sections: list[_FileSection], history: list[TokenEstimate], total: int,
                window: int, cache: FileCache) -> tuple[list[TrimStep], bool]:
-    """Trim order: oldest discussion entries (the newest one stays), then full Python files
-    downgraded to skeleton (biggest saving first), then the largest files dropped."""
+    """Trim order: oldest discussion entries (the newest one stays), then full files of a
+    language with views downgraded to skeleton (biggest saving first), then the largest files dropped."""
     plan: list[TrimStep] = []
 
     def step(action: str, label: str, saved: int) -> bool:
@@ -279,7 +288,7 @@ def _trim_plan(sections: list[_FileSection], history: list[TokenEstimate], total
     sizes = {s.label: s.tokens for s in sections}
     downgrades = []
     for s in sections:
-        if s.mode != "full" or not is_python_path(s.path):
+        if s.mode != "full" or not has_views(s.path):
             continue
         try:
             skeleton = _file_section(s.label, "skeleton", cache.get_view(s.path, "skeleton"), s.path.suffix)
@@ -298,3 +307,41 @@ def _trim_plan(sections: list[_FileSection], history: list[TokenEstimate], total
         if step("drop_file", label, tokens):
             return plan, True
     return plan, False
+
+
+@dataclass(frozen=True)
+class FilesWithinBudget:
+    """A ticket's files as a model gets them, and what did not make it in whole."""
+    markdown: str                                  # the files, then a note naming what is missing
+    left_out: tuple[ContextError, ...] = ()        # missing, outside the root, no glob match, over budget
+    trimmed: tuple[str, ...] = ()                  # files shown as a skeleton to fit the budget
+
+
+def files_within_budget(paths: Iterable[str], root: str | os.PathLike, budget_tokens: int,
+                        cache: FileCache | None = None) -> FilesWithinBudget:
+    """`paths` (files or globs) in full view, trimmed to `budget_tokens` by the trim plan
+    (Python files to skeletons first, then the largest files dropped)."""
+    cache = cache or FileCache()
+    bundle = build_context([ContextItem(p, "full") for p in paths], root=root,
+                           model_context_window=budget_tokens, cache=cache)
+    left_out = list(bundle.errors)
+    trimmed: list[str] = []
+    if bundle.over_budget:
+        tokens = {e.label: e.tokens for e in bundle.items if e.source == "files"}
+        dropped = {step.label for step in bundle.trim_plan if step.action == "drop_file"}
+        trimmed = [step.label for step in bundle.trim_plan
+                   if step.action == "downgrade_to_skeleton" and step.label not in dropped]
+        left_out += [ContextError("files", label, f"over the context budget ({tokens[label]} tokens; "
+                                                  f"{budget_tokens} for all of a ticket's files)")
+                     for label in tokens if label in dropped]
+        kept = [ContextItem(e.label, "skeleton" if e.label in trimmed else e.mode)
+                for e in bundle.items if e.source == "files" and e.label not in dropped]
+        bundle = build_context(kept, root=root, model_context_window=budget_tokens, cache=cache)
+        left_out += bundle.errors                  # a file that vanished in between
+    note = [f"- `{e.path}`: {e.message}; not included" for e in left_out]
+    note += [f"- `{label}`: shown as a skeleton to fit the context budget; read it for the rest"
+             for label in trimmed]
+    parts = [bundle.markdown] if bundle.markdown else []
+    if note:
+        parts.append("## Context files not included as asked\n\n" + "\n".join(note) + "\n")
+    return FilesWithinBudget("\n".join(parts), tuple(left_out), tuple(trimmed))

@@ -22,8 +22,12 @@ Views of a Python file (tree-sitter based, see `ASTParser`):
 
 A file whose tree has syntax errors still gets a valid-Python best-effort view; the
 `ViewResult` says so (``has_errors``, ``error_lines``) and the text starts with a
-``# NOTE: syntax errors near lines ...; best-effort view`` comment.  Files that are not Python
-(by extension) pass through unchanged in every mode.
+``# NOTE: syntax errors near lines ...; best-effort view`` comment.
+
+JavaScript, TypeScript/TSX, Go, Rust, Java, C, C++ and C# get the same three views from
+`skeleton.language_views.LanguageParser` (rules in `skeleton.brace_emitter`; `parser_for(name)`
+returns the parser of any language).  Files of other languages keep their full text in every
+mode, with `ViewResult.note` saying so; so does a file whose grammar wheel is missing.
 
 Views never need function bodies, so by default the source handed to tree-sitter has non-HOT
 bodies cut to `...` first (`skeleton.elision`; same output, about half the parse time).  The
@@ -41,16 +45,17 @@ import os
 import threading
 import tokenize
 from collections import OrderedDict
-from collections.abc import Iterable
-from dataclasses import dataclass
 
 import tree_sitter_python as tspython
-from tree_sitter import Language, Node, Parser, Tree
+from tree_sitter import Language, Node, Parser
 
-from skeleton import elision, emitter
+from skeleton import elision, emitter, languages
 
 # The tuning values and the HOT rule live with the emitter; re-exported as part of this API.
 from skeleton.emitter import HOT_DECORATORS, MAX_ASSIGN_BYTES, MAX_ASSIGN_LINES, MAX_DOCSTRING_LINES  # noqa: F401
+from skeleton.language_views import LanguageParser
+from skeleton.languages import GrammarMissing
+from skeleton.views import OutlineItem, ParsedSource, ViewResult, ViewShortcuts, render_outline
 
 log = logging.getLogger(__name__)
 
@@ -58,56 +63,7 @@ MODES = ("full", "skeleton", "curated", "outline")
 PYTHON_SUFFIXES = frozenset({".py", ".pyi", ".pyw"})
 
 
-@dataclass(frozen=True)
-class OutlineItem:
-    kind: str  # "class" | "function" | "method"
-    name: str
-    qualname: str
-    line: int  # 1-based line of the `def` / `class` keyword
-    end_line: int  # 1-based, inclusive
-
-    @property
-    def depth(self) -> int:
-        return self.qualname.count(".")
-
-
-@dataclass(frozen=True)
-class ViewResult:
-    text: str
-    mode: str
-    has_errors: bool = False
-    error_lines: tuple[int, ...] = ()  # 1-based; a tuple because cached results are shared
-    outline: tuple[OutlineItem, ...] = ()
-
-
-@dataclass(frozen=True)
-class ParsedSource:
-    """A tree and the bytes it was parsed from; views are pure functions of this.
-
-    `src` is the original UTF-8 source, or with `elided` set, the copy whose function bodies
-    were reduced to `...` before parsing (see `skeleton.elision`); `original` is always the input.
-    """
-    src: bytes
-    tree: Tree
-    error_lines: tuple[int, ...]
-    missing: tuple[tuple[int, bytes], ...] = ()  # (byte offset, token) the parser had to invent
-    original: bytes = b""
-    elided: bool = False
-
-    @property
-    def has_errors(self) -> bool:
-        return bool(self.error_lines)
-
-
-def render_outline(items: Iterable[OutlineItem]) -> str:
-    lines = []
-    for it in items:
-        word = "class" if it.kind == "class" else "def"
-        lines.append(f"{'    ' * it.depth}{word} {it.name}  [{it.line}-{it.end_line}]")
-    return "\n".join(lines) + ("\n" if lines else "")
-
-
-class ASTParser:
+class ASTParser(ViewShortcuts):
     """tree-sitter views of Python source. Safe to share between threads.
 
     With `elide_bodies` (the default) non-HOT function bodies are cut before parsing, which
@@ -117,7 +73,8 @@ class ASTParser:
 
     def __init__(self, language: str = "python", elide_bodies: bool = True):
         if language != "python":
-            raise ValueError(f"unsupported language {language!r}; only 'python' is available")
+            raise ValueError(f"ASTParser reads Python only, not {language!r}; "
+                             "use file_cache.parser_for(language) for the other languages")
         self.language = language
         self.elide_bodies = elide_bodies
         self._language = Language(tspython.language())
@@ -141,21 +98,10 @@ class ASTParser:
         tree = self._parser().parse(src)
         return ParsedSource(src, tree, *emitter.find_errors(tree.root_node), original=src)
 
-    def get_skeleton(self, code: str) -> str:
-        return self.view(self.parse(code), "skeleton").text
-
-    def get_curated_view(self, code: str) -> str:
-        return self.view(self.parse(code), "curated").text
-
-    def get_outline(self, code: str) -> list[OutlineItem]:
-        return list(self.outline_items(self.parse(code)))
-
-    def get_outline_text(self, code: str) -> str:
-        return self.view(self.parse(code), "outline").text
-
     def view(self, parsed: ParsedSource, mode: str) -> ViewResult:
         if mode == "full":
-            return ViewResult((parsed.original or parsed.src).decode("utf-8", "replace"), mode)
+            return ViewResult((parsed.original or parsed.src).decode("utf-8", "replace"), mode,
+                              language="python")
         if mode == "outline":
             items = self.outline_items(parsed)
             return self._result(parsed, mode, render_outline(items), items)
@@ -172,10 +118,10 @@ class ASTParser:
     def _result(parsed: ParsedSource, mode: str, text: str,
                 items: tuple[OutlineItem, ...] = ()) -> ViewResult:
         if not parsed.has_errors:
-            return ViewResult(text, mode, outline=items)
+            return ViewResult(text, mode, outline=items, language="python")
         shown = ", ".join(map(str, parsed.error_lines[:10])) + (", ..." if len(parsed.error_lines) > 10 else "")
         note = f"# NOTE: syntax errors near lines {shown}; best-effort view\n"
-        return ViewResult(note + text, mode, True, parsed.error_lines, items)
+        return ViewResult(note + text, mode, True, parsed.error_lines, items, "python")
 
     def outline_items(self, parsed: ParsedSource) -> tuple[OutlineItem, ...]:
         out: list[OutlineItem] = []
@@ -207,6 +153,40 @@ def _outline(block: Node, src: bytes, prefix: str, in_class: bool, out: list[Out
 
 def is_python_path(path: str | os.PathLike) -> bool:
     return os.path.splitext(os.fspath(path))[1].lower() in PYTHON_SUFFIXES
+
+
+def has_views(path: str | os.PathLike) -> bool:
+    """Whether skeleton / curated / outline views of this file differ from its full text
+    (by suffix: Python or a language in `skeleton.languages.SPECS`)."""
+    return is_python_path(path) or languages.has_grammar(path)
+
+
+def language_of(path: str | os.PathLike, head: bytes = b"") -> str | None:
+    """"python", "go", "cpp", ...; None for a file without views.  `head` (the start of the
+    text) decides whether a `.h` file is C or C++."""
+    if is_python_path(path):
+        return "python"
+    spec = languages.spec_for_path(path, head)
+    return spec.name if spec is not None else None
+
+
+_PARSERS: dict[str, LanguageParser] = {}
+_PARSERS_LOCK = threading.Lock()
+
+
+def parser_for(language: str) -> ASTParser | LanguageParser:
+    """A shared parser with `parse` / `view` / `outline_items` for any supported language.
+    Raises ValueError for an unknown language, `GrammarMissing` when its wheel is absent."""
+    if language == "python":
+        return ASTParser()
+    with _PARSERS_LOCK:
+        parser = _PARSERS.get(language)
+        if parser is None:
+            parser = _PARSERS[language] = LanguageParser(language)
+        return parser
+
+
+_SNIFF_BYTES = 65536    # how much of a `.h` file decides between C and C++
 
 
 def _decode(data: bytes, python: bool) -> tuple[str, bytes]:
@@ -315,12 +295,27 @@ class FileCache:
         if entry.text is None or entry.src is None:      # both are set together
             with open(resolved, "rb") as fh:
                 entry.text, entry.src = _decode(fh.read(), python)
-        if mode == "full" or not python:
-            return ViewResult(entry.text, mode)
+        if python:
+            if mode == "full":
+                return ViewResult(entry.text, mode, language="python")
+            if entry.parsed is None:
+                entry.parsed = self._parser.parse(entry.src)
+                self._count(parses=1)
+            return self._parser.view(entry.parsed, mode)
+        language = language_of(resolved, entry.src[:_SNIFF_BYTES])
+        if mode == "full" or language is None:
+            suffix = os.path.splitext(resolved)[1] or "extension-less"
+            note = "" if mode == "full" else f"no {mode} view for {suffix} files; full text"
+            return ViewResult(entry.text, mode, language=language or "", note=note)
+        try:
+            parser = parser_for(language)
+        except GrammarMissing as exc:
+            log.warning("%s: %s", resolved, exc)
+            return ViewResult(entry.text, mode, language=language, note=f"full text: {exc}")
         if entry.parsed is None:
-            entry.parsed = self._parser.parse(entry.src)
+            entry.parsed = parser.parse(entry.src)
             self._count(parses=1)
-        return self._parser.view(entry.parsed, mode)
+        return parser.view(entry.parsed, mode)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -50,9 +50,7 @@ from gui.frame_stats import FrameStats
 from gui.hook_actions import HookSurface
 from gui.layout import APP_TITLE, DEFAULT_WINDOW_SIZE, WIN_APPROVALS, build_runner_params
 from gui.mma_state import MMAState
-from pipeline import EngineThread, Pipeline
-from planning import PlanningError
-from providers.base import ProviderError
+from pipeline import EngineThread, Pipeline, was_reported
 from providers.credentials import install_log_redaction
 from run_settings import RunSettings
 
@@ -64,7 +62,8 @@ log = logging.getLogger("gui_2")
 DEFAULT_HOOK_PORT = 8999
 FRAME_BUDGET_MS = 4.0
 SHUTDOWN_GRACE_S = 3.0                 # an aborted track gets this long to stop and save its state
-HOOK_URL_PREFIX = "MMA_HOOKS"          # `main` prints "MMA_HOOKS http://127.0.0.1:<port>" to stdout
+PIPELINE_LABELS = ("Plan epic", *RUN_LABELS)   # App._submit labels of the pipeline's steps
+HOOK_URL_PREFIX = "MMA_HOOKS"          # `main` prints "MMA_HOOKS http://127.0.0.1:<port>/?token=<t>" to stdout
 
 
 class App(PipelineCommands):
@@ -123,6 +122,7 @@ class App(PipelineCommands):
         self._project_switch_noted: Path | None = None
         self.saved_tracks: list[dict] = []      # the dashboard's Saved tracks (conductor_io.list_tracks)
         self._seen_status = self.mma.mma_status
+        self._chat_usage_seen = 0
         self.refresh_saved_tracks()
         self.ctx.on_provider_changed = self._follow_provider
         self._pump_future = self.engine_thread.submit(self._process_event_queue())
@@ -153,9 +153,10 @@ class App(PipelineCommands):
 
     @property
     def hook_url(self) -> str | None:
-        """The hook API's URL while its server listens, else None."""
+        """The hook API's address while its server listens, else None (without the token: this
+        is shown in the Diagnostics window and the snapshot, and may end up in a screenshot)."""
         server = self.hook_server
-        return server.url if server is not None and server.port else None
+        return server.base_url if server is not None and server.port else None
 
     # ==================================================================== the event pump
     async def _process_event_queue(self) -> None:
@@ -222,7 +223,13 @@ class App(PipelineCommands):
             if exc is None:
                 log.info("%s finished: %s", label, reprlib.repr(fut.result()))
                 continue
-            if reported and isinstance(exc, (PlanningError, ProviderError, ValueError)):
+            if label in PIPELINE_LABELS and self.mma.pipeline_active:
+                # whatever failed, the dashboard must not stay "planning"/"starting"/"running"
+                self.mma.mma_status, self.mma.active_tier = "error", None
+                self.mma.version += 1
+            if label == "Accept track" and self._active_track_id not in self.pipeline.engines:
+                self.mma.accepted_track_ids.discard(self._active_track_id or "")   # Tier 2 failed: accept again
+            if reported and was_reported(exc):
                 log.info("%s failed (already reported by the pipeline): %s", label, exc)
                 continue
             log.error("%s failed: %r", label, exc, exc_info=exc)
@@ -282,6 +289,9 @@ class App(PipelineCommands):
         self.mma.prune_resolved()
         self.sync_epic()
         self.ctx.poll()
+        if self.ctx.chat_usage_version != self._chat_usage_seen:
+            self._chat_usage_seen = self.ctx.chat_usage_version
+            self.mma.set_chat_usage(self.ctx.chat_usage.snapshot()["Chat"])
         self.sync_project_dir()
         self.comms_log.drain()
         self.idling_enabled = not self.is_busy()
@@ -346,8 +356,7 @@ class App(PipelineCommands):
         for approval in list(self.mma.pending_approvals.values()):
             if approval.future is not None:
                 approval.future.cancel()
-        for engine in list(self.pipeline.engines.values()):
-            engine.abort()
+        self.pipeline.stop()               # a planning call too: quitting never waits for one
         # An aborted engine stops its workers between stream chunks and saves the track's final
         # state (tickets back to todo, resumable); give it a moment before cancelling the rest.
         running = [fut for _label, fut, _r in self._futures if not fut.done()]
@@ -401,7 +410,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--provider", choices=project_mod.PROVIDERS, default=None,
                    help="model provider (default: MMA_PROVIDER, the project file, a provider with a key, else mock)")
     p.add_argument("--enable-test-hooks", action="store_true",
-                   help="serve the loopback hook API for scripts and tests (also MMA_TEST_HOOKS=1)")
+                   help="serve the loopback hook API for scripts and tests; every request needs the token "
+                        "in the printed MMA_HOOKS URL (MMA_HOOK_TOKEN chooses it)")
     p.add_argument("--hook-port", type=int, default=DEFAULT_HOOK_PORT,
                    help=f"hook API port (default {DEFAULT_HOOK_PORT}; 0 picks a free one)")
     p.add_argument("--window-size", type=_window_size, default=None, metavar="WxH",
@@ -434,13 +444,23 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_log_redaction()
-    hooks = args.enable_test_hooks or os.environ.get("MMA_TEST_HOOKS", "").strip() == "1"
+    # Only the explicit flag opens the control port: an environment variable is inherited by
+    # every child process, so it could open one nobody asked for (docs/guide_tools.md).
+    if os.environ.get("MMA_TEST_HOOKS") and not args.enable_test_hooks:
+        log.warning("MMA_TEST_HOOKS no longer opens the hook API; start with --enable-test-hooks")
+    token = None
+    if args.enable_test_hooks:
+        from api_hooks import choose_token
+        try:
+            token = choose_token()
+        except ValueError as exc:
+            _parser().error(str(exc))
     app = App(args.project, provider=args.provider)
     previous = _quit_on_signals(app)
     try:
-        if hooks:
+        if token is not None:
             from api_hooks import HookServer
-            server = HookServer(app, port=args.hook_port)
+            server = HookServer(app, port=args.hook_port, token=token)
             app.hook_server = server
             server.start()
             print(f"{HOOK_URL_PREFIX} {server.url}", flush=True)  # noqa: T201  (scripts read the URL from stdout)

@@ -10,21 +10,32 @@ every spawn and step; tool calls that write or run commands are refused
 unless `--allow-tools all` is given (read-only tools are always allowed).
 Without `--auto` the run stops after planning so the user can review the
 track files, then `mma-desk resume TRACK_ID --auto` executes them.
+
+Stopping: Ctrl-C (SIGINT) or SIGTERM aborts the way the GUI's Abort does (the calls in
+flight are cut, tickets go back to todo, the track is saved resumable) and the process
+exits with 128 + the signal number within about a second; a second signal exits at once.
+If the output is closed (`mma-desk run ... | head -1`) the run is aborted the same way
+and the process exits with 141 (128 + SIGPIPE), without a traceback.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
+import os
 import queue as stdlib_queue
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
 import events
 import multi_agent_conductor as mac
-from models import BLOCKED, COMPLETED, IN_PROGRESS
-from pipeline import Pipeline
+from models import BLOCKED, COMPLETED, IN_PROGRESS, per_model_usage
+from pipeline import Pipeline, PlanningAborted
 from planning import PlanningError
 from providers.base import ProviderError
 from run_settings import RunSettings
@@ -32,6 +43,7 @@ from run_settings import RunSettings
 log = logging.getLogger(__name__)
 
 SESSION_LOG_DIR = ".mma_desk/logs"     # per project: JSON Lines comms logs, keys redacted
+EXIT_OUTPUT_CLOSED = 128 + 13          # as if killed by SIGPIPE
 
 
 class ProgressPrinter:
@@ -44,9 +56,33 @@ class ProgressPrinter:
         self.show_streams = show_streams
         self.last_status: dict[str, str] = {}
         self.final_text: dict[str, str] = {}
+        self.closed = False                        # the reader of our output went away
+        self.on_closed: Callable[[], None] | None = None
 
     def line(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+        self._write(text + "\n")
+
+    def _write(self, text: str) -> None:
+        if self.closed:
+            return
+        try:
+            self.out.write(text)
+            self.out.flush()
+        except OSError as exc:
+            if not isinstance(exc, BrokenPipeError) and exc.errno != errno.EPIPE:
+                raise
+            self._output_closed()
+
+    def _output_closed(self) -> None:
+        """`| head -1` exited: stop writing, and abort the run (nobody reads its output)."""
+        self.closed = True
+        log.info("the output was closed; aborting the run")
+        if self.out is sys.stdout:             # the interpreter's final flush must not fail again
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        if self.on_closed is not None:
+            self.on_closed()
 
     def handle(self, event: events.Event) -> None:
         match event:
@@ -63,7 +99,7 @@ class ProgressPrinter:
             case events.ErrorEvent(message=message, hint=hint):
                 self.line(f"ERROR: {message}" + (f" — {hint}" if hint else ""))
             case events.StreamChunk(text=text) if self.show_streams:
-                self.out.write(text)
+                self._write(text)
 
     def _ticket_line(self, t: dict) -> None:
         status = t["status"]
@@ -125,14 +161,64 @@ def _usage_table(pipeline: Pipeline, line: Callable[[str], None]) -> None:
     line("Token usage:")
     line(f"  {'tier':<8} {'model':<28} {'input':>9} {'output':>9}")
     for tier, bucket in pipeline.tier_usage.snapshot().items():
-        line(f"  {tier:<8} {bucket['model']:<28} {bucket['input']:>9} {bucket['output']:>9}")
+        rows = {m: r for m, r in per_model_usage(bucket).items() if r["input"] or r["output"]}
+        for model, row in (rows or {bucket["model"]: {"input": 0, "output": 0}}).items():
+            line(f"  {tier:<8} {model:<28} {row['input']:>9} {row['output']:>9}")
+
+
+class _Stop:
+    """Why the run is being stopped early (a signal, or the output was closed), if it is.
+
+    SIGINT / SIGTERM and a closed output all call `pipeline.abort()`: a planning call is
+    cancelled, every running track aborted (resumable).  A second signal exits at once."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, pipeline: Pipeline, printer: ProgressPrinter):
+        self.loop = loop
+        self.pipeline = pipeline
+        self.printer = printer
+        self.exit_code: int | None = None
+        self.signals: list[int] = []
+        printer.on_closed = lambda: self.request(EXIT_OUTPUT_CLOSED, "the output was closed")
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+                self.signals.append(sig)
+
+    def _on_signal(self, sig: int) -> None:
+        if self.exit_code is not None:           # the second Ctrl-C: the user means now
+            log.warning("%s again: exiting at once", signal.Signals(sig).name)
+            os._exit(128 + sig)
+        self.request(128 + sig, f"{signal.Signals(sig).name} received")
+
+    def request(self, code: int, why: str) -> None:
+        if self.exit_code is not None:
+            return
+        self.exit_code = code
+        aborted = self.pipeline.stop()
+        log.info("%s: aborting (%s)", why, aborted)
+        self.printer.line(f"{why}: aborting" + (" the planning call" if aborted["planning"] else "")
+                          + (f" track {', '.join(aborted['tracks'])}" if aborted["tracks"] else ""))
+
+    def close(self) -> None:
+        for sig in self.signals:
+            self.loop.remove_signal_handler(sig)
 
 
 async def _run(pipeline: Pipeline, printer: ProgressPrinter, epic: str | None, resume_id: str | None,
-               auto: bool) -> int:
+               auto: bool) -> tuple[int, bool]:
+    """The run; returns (exit code, whether a signal or a closed output stopped it)."""
+    stopped: list[_Stop] = []
+    code = await _run_steps(pipeline, printer, epic, resume_id, auto, stopped)
+    return code, bool(stopped) and stopped[0].exit_code is not None
+
+
+async def _run_steps(pipeline: Pipeline, printer: ProgressPrinter, epic: str | None, resume_id: str | None,
+                     auto: bool, stopped: list[_Stop]) -> int:
     loop = asyncio.get_running_loop()
     pipeline.event_queue.bind(loop)
     consumer = asyncio.create_task(_consume(pipeline.event_queue, printer))
+    stop = _Stop(loop, pipeline, printer)
+    stopped.append(stop)
     results: dict[str, str] = {}
     try:
         if resume_id:
@@ -143,10 +229,13 @@ async def _run(pipeline: Pipeline, printer: ProgressPrinter, epic: str | None, r
             tracks = await pipeline.plan(epic or "")
             _settle(pipeline.event_queue, printer)
             for track in tracks:
+                if stop.exit_code is not None:
+                    break
                 printer.line(f"Tier 2 breaking down track {track.id} ...")
                 engine = await pipeline.accept_track(track)
                 _settle(pipeline.event_queue, printer)
-                if not auto:
+                if not auto or stop.exit_code is not None:
+                    engine.release_track()
                     printer.line(f"Planned {len(track.tickets)} tickets; review "
                                  f"conductor/tracks/{track.id}/plan.md, then run "
                                  f"`mma-desk resume {track.id} --auto`")
@@ -155,10 +244,18 @@ async def _run(pipeline: Pipeline, printer: ProgressPrinter, epic: str | None, r
                 printer.line(f"Tier 3 running {len(track.tickets)} tickets of {track.id} "
                              f"(up to {pipeline.settings.max_workers} in parallel)")
                 results[track.id] = await engine.run(pipeline.md_content)
+    except PlanningAborted as exc:
+        printer.line(f"ABORTED: {exc}")
+        return stop.exit_code or 1
     except (PlanningError, ValueError, ProviderError) as exc:
         printer.line(f"FAILED: {exc}")
+        return stop.exit_code or 2
+    except Exception as exc:                      # a bug: shown, not a traceback mid-output
+        log.exception("the run failed")
+        printer.line(f"FAILED: {type(exc).__name__}: {exc} (a bug; the traceback is in the log)")
         return 2
     finally:
+        stop.close()
         _settle(pipeline.event_queue, printer)
         consumer.cancel()
     for stream_id, text in sorted(printer.final_text.items()):
@@ -172,11 +269,15 @@ async def _run(pipeline: Pipeline, printer: ProgressPrinter, epic: str | None, r
     for track_id, status in results.items():
         track_engine = pipeline.engines.get(track_id)
         printer.line(f"Track {track_id}: {status}")
+        if status == "aborted":
+            printer.line(f"  resumable: mma-desk resume {track_id} --auto")
         if track_engine is not None and status not in ("completed", "planned"):
             for t in track_engine.dag.tickets.values():
                 if t.status != COMPLETED:
                     failed += 1
                     printer.line(f"  {t.id} {t.status}: {t.blocked_reason or 'not run'}")
+    if stop.exit_code is not None:
+        return stop.exit_code
     return 1 if failed or any(s not in ("completed", "planned") for s in results.values()) else 0
 
 
@@ -204,4 +305,17 @@ def run_headless(epic: str | None, project_dir: str, *, provider: str | None = N
     if not epic and not resume_id:
         printer.line("nothing to do: give --epic TEXT or resume TRACK_ID")
         return 2
-    return asyncio.run(_run(pipeline, printer, epic, resume_id, auto))
+    code, interrupted = asyncio.run(_run(pipeline, printer, epic, resume_id, auto))
+    if interrupted:
+        _exit_now(code)
+    return code
+
+
+def _exit_now(code: int) -> None:
+    """Exit without the interpreter's teardown, which takes about a second with the SDKs
+    loaded: the user asked to stop, the track is saved, its lock dies with the process."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):   # a closed pipe has nothing to flush to
+            stream.flush()
+    os._exit(code)

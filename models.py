@@ -189,10 +189,13 @@ class WorkerContext:
 
 
 class TierUsage(dict):
-    """`{"Tier 1".."Tier 4": {"input", "output", "model"}}` with a lock for cross-thread adds.
+    """`{"Tier 1".."Tier 4": {"input", "output", "model", "models"}}` with a lock for cross-thread adds.
 
     A dict subclass so scripts and the hook API read it as `tier_usage["Tier 3"]["input"]`;
-    workers add through `add()`, readers take `snapshot()`.
+    workers add through `add()`, readers take `snapshot()`.  `input`/`output` are the
+    tier's totals and `model` its last model (as before); `models` splits the totals per
+    model (`{"gemini-2.5-flash": {"input", "output"}}`) so each model's tokens are priced
+    at that model's price: after an escalation only the stronger model's tokens cost more.
     """
 
     def __init__(self, *args, parent: TierUsage | None = None, **kwargs):
@@ -202,21 +205,51 @@ class TierUsage(dict):
 
     def add(self, tier: str, input_tokens: int, output_tokens: int, model: str | None = None,
             *, propagate: bool = True) -> None:
-        """Book tokens here and (unless `propagate=False`, for money spent earlier) in the parent."""
+        """Book tokens here and (unless `propagate=False`, for money spent earlier) in the parent.
+        Without a `model` they count for the tier's current model."""
         with self.lock:
             bucket = self.setdefault(tier, {"input": 0, "output": 0, "model": ""})
             bucket["input"] += int(input_tokens)
             bucket["output"] += int(output_tokens)
             if model:
                 bucket["model"] = model
+            row = bucket.setdefault("models", {}).setdefault(model or bucket["model"], {"input": 0, "output": 0})
+            row["input"] += int(input_tokens)
+            row["output"] += int(output_tokens)
         if propagate and self.parent is not None:
             self.parent.add(tier, input_tokens, output_tokens, model)
 
+    def restore(self, saved: dict) -> None:
+        """Add a saved ledger (state.json's `tier_usage`) model by model, not to the parent:
+        that money was spent and counted in an earlier session."""
+        for tier, bucket in saved.items():
+            for model, row in per_model_usage(bucket).items():
+                self.add(tier, row["input"], row["output"], model or None, propagate=False)
+            if bucket.get("model"):
+                with self.lock:
+                    self[tier]["model"] = bucket["model"]
+
     def snapshot(self) -> dict[str, dict]:
         with self.lock:
-            return {tier: dict(bucket) for tier, bucket in self.items()}
+            return {tier: {**bucket, "models": {m: dict(r) for m, r in bucket.get("models", {}).items()}}
+                    for tier, bucket in self.items()}
+
+
+def per_model_usage(bucket: dict) -> dict[str, dict[str, int]]:
+    """A tier bucket's tokens per model.  Tokens its `models` rows do not account for (a
+    ledger saved before per-model rows existed) count for the bucket's `model`."""
+    rows = {str(m): {"input": int(r.get("input", 0)), "output": int(r.get("output", 0))}
+            for m, r in (bucket.get("models") or {}).items() if isinstance(r, dict)}
+    rest_in = int(bucket.get("input", 0)) - sum(r["input"] for r in rows.values())
+    rest_out = int(bucket.get("output", 0)) - sum(r["output"] for r in rows.values())
+    if rest_in > 0 or rest_out > 0:
+        row = rows.setdefault(str(bucket.get("model") or ""), {"input": 0, "output": 0})
+        row["input"] += max(0, rest_in)
+        row["output"] += max(0, rest_out)
+    return rows
 
 
 def new_tier_usage(models: dict[str, str] | None = None) -> TierUsage:
     models = models or {}
-    return TierUsage({tier: {"input": 0, "output": 0, "model": models.get(tier, "")} for tier in TIERS})
+    return TierUsage({tier: {"input": 0, "output": 0, "model": models.get(tier, ""), "models": {}}
+                      for tier in TIERS})

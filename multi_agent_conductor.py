@@ -6,9 +6,16 @@ Threading (see docs/guide_architecture.md):
   through the `ExecutionEngine`, runs the Tier 4 diagnosis of a failure, and decides
   retries from the outcome's kind.  It wakes only on events (a worker or diagnosis
   finished, an approval was answered, the user queued/paused/resumed/aborted).
-- Tier 3 workers run `run_worker_lifecycle` (worker.py) in a thread pool, each in its
-  own `ai_client` session (clean context, no shared provider state).  They report
-  through the event queue only and return their outcome.
+- Tier 3 workers run `run_worker_lifecycle` (worker.py) on daemon threads
+  (`background.start`: a worker stuck in a call never keeps the process alive), each in
+  its own `ai_client` session (clean context, no shared provider state).  They report
+  through the event queue only and return their outcome; their tokens are booked per
+  provider response (`session.on_usage`), so an aborted attempt is paid for too.
+- `abort()` reaches blocked calls: each worker session's `CancelSignal` shuts its socket
+  down or kills its shell command, the Tier 4 diagnoses share the engine's signal, and
+  `run()` returns within `ABORT_GRACE_S` with every unfinished ticket back in `todo`.  A
+  worker that has not stopped by then keeps the track's lock (`track_lock`), so a Resume
+  is refused until it has.
 - Approvals are `concurrent.futures.Future`s carried inside events (approvals.py);
   whoever answers resolves the future.  A worker waits on it with a timeout; the engine
   subscribes with a done-callback.  Nobody polls.
@@ -26,19 +33,28 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import ai_client
 import approvals
+import background
 import events
 from approvals import DEFAULT_APPROVAL_TIMEOUT, confirm_execution, confirm_spawn
 from dag_engine import ExecutionEngine, TrackDAG
 from models import IN_PROGRESS, Ticket, TierUsage, Track, WorkerContext, new_tier_usage, utc_now
 from planning import parse_json_tickets
-from providers.base import ProviderError
+from providers.base import CancelSignal, ProviderError, Usage
 from run_settings import RunSettings
-from worker import TIER3_SYSTEM, OutcomeKind, WorkerOutcome, build_worker_prompt, run_worker_lifecycle, worker_stream_id
+from track_lock import Claim
+from worker import (
+    ABORTED,
+    TIER3_SYSTEM,
+    OutcomeKind,
+    WorkerOutcome,
+    build_worker_prompt,
+    run_worker_lifecycle,
+    worker_stream_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +74,9 @@ def tier4_stream_id(ticket_id: str) -> str:
 # State updates (events and the on-disk save) are coalesced to at most one per interval:
 # snapshotting a 1,000-ticket track on every completion made the engine O(n^2).
 STATE_EMIT_INTERVAL_S = 0.05
+# How long run() waits after an abort for its workers and diagnoses to stop.  The cancel
+# reaches blocked calls (sockets, shell commands), so they normally end in milliseconds.
+ABORT_GRACE_S = 1.0
 
 
 def _queue_put(event_queue: events.AsyncEventQueue | None, loop: asyncio.AbstractEventLoop | None,
@@ -74,7 +93,7 @@ class ConductorEngine:
                  auto_queue: bool = False, *, settings: RunSettings | None = None, base_dir: str = ".",
                  tier_usage: dict | None = None,
                  on_state_change: Callable[[ConductorEngine], None] | None = None,
-                 worker_fn: Callable[..., WorkerOutcome] | None = None):
+                 worker_fn: Callable[..., WorkerOutcome] | None = None, track_claim: Claim | None = None):
         settings = settings or RunSettings.for_provider()
         if auto_queue and not settings.auto_queue:
             settings = settings.replace(auto_queue=True)
@@ -96,6 +115,10 @@ class ConductorEngine:
         self.active_tier: str | None = None
         self._sessions: dict[str, ai_client.Session] = {}
         self._sessions_lock = threading.Lock()
+        self._booked: dict[str, Usage] = {}       # ticket id -> tokens its session booked live
+        self._cancel = CancelSignal()             # abort: the Tier 4 diagnoses' cancel
+        # The track's lock (track_lock.claim), released when run() ends; None: not locked.
+        self.track_claim = track_claim
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._aborted = False
@@ -103,6 +126,7 @@ class ConductorEngine:
         self._approvals: set[concurrent.futures.Future] = set()
         self.running: set[str] = set()
         self._last_emit = float("-inf")
+        self._retry_base: dict[str, int] = {}      # ticket id -> its retry count when run() began
         self._ticket_dicts: dict[str, dict] = {}
         self._dirty: set[str] = set(self.dag.tickets)
         self._emit_handle: asyncio.TimerHandle | None = None
@@ -116,10 +140,17 @@ class ConductorEngine:
         self.tier_usage.add(tier, input_tokens, output_tokens, model)
 
     def session_started(self, ticket_id: str, session: ai_client.Session) -> None:
+        session.on_usage = functools.partial(self._book_live, ticket_id)
         with self._sessions_lock:
             self._sessions[ticket_id] = session
             if self._aborted:
                 session.cancel_event.set()
+
+    def _book_live(self, ticket_id: str, model: str, usage: Usage) -> None:
+        """A worker's provider response billed `usage` (worker thread): into the ledger now."""
+        with self._sessions_lock:
+            self._booked[ticket_id] = self._booked.get(ticket_id, Usage()) + usage
+        self.add_usage("Tier 3", usage.input_tokens, usage.output_tokens, model)
 
     def session_ended(self, ticket_id: str) -> None:
         with self._sessions_lock:
@@ -146,11 +177,14 @@ class ConductorEngine:
 
         def stream(chunk: str) -> None:
             events.emit(self.event_queue, events.StreamChunk(sid, chunk))
+
+        def book(model: str, usage: Usage) -> None:
+            self.add_usage("Tier 4", usage.input_tokens, usage.output_tokens, model)
         try:
             result = ai_client.analyse_failure(f"Ticket {ticket_id}: {description}\nFailure: {reason}",
                                                provider=self.settings.provider,
                                                model=self.settings.models.model_for("Tier 4"),
-                                               stream_callback=stream)
+                                               stream_callback=stream, cancel_event=self._cancel, on_usage=book)
         except ProviderError as exc:
             log.warning("Tier 4 diagnosis for %s failed: %s", ticket_id, exc.user_message())
             events.emit(self.event_queue, events.Response(exc.partial_text or "", sid, "error", ticket_id))
@@ -193,15 +227,27 @@ class ConductorEngine:
         self._on_loop(apply)
 
     def abort(self) -> None:
-        """Cancel in-flight workers (between stream chunks) and pending approvals."""
+        """Stop everything in flight: worker calls (their sockets are shut down, their shell
+        commands killed), Tier 4 diagnoses and pending approvals.  Any thread."""
         with self._sessions_lock:
             self._aborted = True
-            for session in self._sessions.values():
-                session.cancel_event.set()
+            sessions = list(self._sessions.values())
             pending = list(self._approvals) + list(self._step_requests.values())
+        for session in sessions:
+            session.cancel_event.set()
+        self._cancel.set()
         for future in pending:
             future.cancel()
         self._on_loop(lambda: None)
+
+    @property
+    def aborted(self) -> bool:
+        return self._aborted
+
+    def release_track(self) -> None:
+        """Give up the track's lock without running (a track only planned)."""
+        if self.track_claim is not None:
+            self.track_claim.release()
 
     # -- state snapshots ------------------------------------------------------------------
     def _touch(self, ticket_id: str) -> None:
@@ -259,68 +305,112 @@ class ConductorEngine:
 
     # -- the run loop ------------------------------------------------------------------------
     async def run(self, md_content: str = "") -> str:
-        """Run until every ticket is completed, nothing more can run, or abort. Returns the final status."""
+        """Run until every ticket is completed, nothing more can run, or abort. Returns the final status.
+
+        An exception from inside the loop ends the run as "error" (workers aborted, state
+        saved) before it propagates: the track never stays "running" with nobody running it.
+        """
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._wake = asyncio.Event()
         if self.event_queue is not None and self.event_queue.loop is None:
             self.event_queue.bind(loop)
+        if self.track_claim is not None:          # a second run of this engine claims again
+            self.track_claim = self.track_claim.renewed()
         for t in self.dag.tickets.values():      # resume: anything mid-flight starts again
             if t.status == IN_PROGRESS:
                 self.execution.requeue(t.id)
                 self._touch(t.id)
-        max_workers = self.settings.max_workers
-        executor = ThreadPoolExecutor(max_workers, thread_name_prefix=f"mma-{self.track.id}")
+        self._retry_base = {t.id: t.retry_count for t in self.dag.tickets.values()}
         workers: dict[str, asyncio.Future] = {}       # ticket id -> its worker's outcome
         diagnoses: dict[str, asyncio.Future] = {}     # ticket id -> its Tier 4 diagnosis
         self.status, self.active_tier = "running", "Tier 3"
         self.track.status = "in_progress"
         self._emit_state()
         try:
-            while not self._aborted:
-                self._ask_step_approvals(loop)
-                batch = self.execution.tick(limit=max_workers - len(workers) - len(diagnoses))
-                released = time.time()                 # one moment for the whole batch
-                for ticket in batch:
-                    workers[ticket.id] = self._start(ticket, released, executor, loop, md_content)
-                self.running = set(workers)
-                if workers or diagnoses:
-                    self._request_emit()
-                elif self.execution.is_complete() or self.execution.is_stuck():
-                    break
-                self._wake.clear()
-                await self._wake.wait()
-                for tid in [tid for tid, fut in workers.items() if fut.done()]:
-                    self._apply(self._outcome_of(tid, workers.pop(tid)), executor, loop, diagnoses)
-                for tid in [tid for tid, fut in diagnoses.items() if fut.done()]:
-                    self._diagnosed(tid, diagnoses.pop(tid))
-            pending = list(workers.values()) + list(diagnoses.values())
-            if self._aborted and pending:
-                await asyncio.wait(pending, timeout=2.0)
-                for tid in [tid for tid, fut in workers.items() if fut.done()]:
-                    self._apply(self._outcome_of(tid, workers.pop(tid)), executor, loop, diagnoses)
+            await self._loop_until_done(loop, md_content, workers, diagnoses)
+        except BaseException as exc:
+            log.error("track %s: the run failed: %r", self.track.id, exc)
+            self.abort()
+            self._requeue_unfinished(workers)
+            self.status = "error"
+            self.track.status = "blocked"
+            raise
+        else:
+            self.status = ("aborted" if self._aborted else
+                           "completed" if self.execution.is_complete() else "blocked")
+            self.track.status = self.status
         finally:
-            executor.shutdown(wait=False, cancel_futures=True)
             self.running = set()
             if self._emit_handle is not None:
                 self._emit_handle.cancel()
                 self._emit_handle = None
-        self.status = ("aborted" if self._aborted else
-                       "completed" if self.execution.is_complete() else "blocked")
-        self.track.status = self.status
-        self.active_tier = None
-        self._emit_state()
+            self.active_tier = None
+            try:
+                self._emit_state()
+            finally:
+                if self.track_claim is not None:
+                    self.track_claim.release()    # workers still alive keep their own hold
         return self.status
 
-    def _start(self, ticket: Ticket, released: float, executor: ThreadPoolExecutor,
-               loop: asyncio.AbstractEventLoop, md_content: str) -> asyncio.Future:
+    async def _loop_until_done(self, loop: asyncio.AbstractEventLoop, md_content: str,
+                               workers: dict[str, asyncio.Future], diagnoses: dict[str, asyncio.Future]) -> None:
+        max_workers = self.settings.max_workers
+        assert self._wake is not None
+        while not self._aborted:
+            self._ask_step_approvals(loop)
+            batch = self.execution.tick(limit=max_workers - len(workers) - len(diagnoses))
+            released = time.time()                 # one moment for the whole batch
+            for ticket in batch:
+                workers[ticket.id] = self._start(ticket, released, loop, md_content)
+            self.running = set(workers)
+            if workers or diagnoses:
+                self._request_emit()
+            elif self.execution.is_complete() or self.execution.is_stuck():
+                return
+            self._wake.clear()
+            await self._wake.wait()
+            for tid in [tid for tid, fut in workers.items() if fut.done()]:
+                self._apply(self._outcome_of(tid, workers.pop(tid)), loop, diagnoses)
+            for tid in [tid for tid, fut in diagnoses.items() if fut.done()]:
+                self._diagnosed(tid, diagnoses.pop(tid))
+        pending = list(workers.values()) + list(diagnoses.values())
+        if pending:
+            t0 = loop.time()
+            await asyncio.wait(pending, timeout=ABORT_GRACE_S)
+            for tid in [tid for tid, fut in workers.items() if fut.done()]:
+                self._apply(self._outcome_of(tid, workers.pop(tid)), loop, diagnoses)
+            log.info("track %s: abort took %.3f s; %d worker(s) still stopping", self.track.id,
+                     loop.time() - t0, len(workers))
+        for future in diagnoses.values():         # a late diagnosis is not needed any more
+            future.cancel()
+        self._requeue_unfinished(workers)
+
+    def _requeue_unfinished(self, workers: dict[str, asyncio.Future]) -> None:
+        """Tickets whose worker has not returned go back to todo (resumable) as "aborted";
+        their threads hold the track's lock until they end."""
+        for tid in list(workers):
+            ticket = self.dag.tickets[tid]
+            log.warning("track %s: the worker for %s did not stop within %.1f s after the abort",
+                        self.track.id, tid, ABORT_GRACE_S)
+            ticket.blocked_reason = ABORTED
+            ticket.finished_at = time.time()
+            self.execution.requeue(tid)
+            self._touch(tid)
+            workers.pop(tid).cancel()
+
+    def _start(self, ticket: Ticket, released: float, loop: asyncio.AbstractEventLoop,
+               md_content: str) -> asyncio.Future:
         context = WorkerContext(ticket.id, self.model_for(ticket), provider=self.settings.provider)
         ticket.assigned_to = context.model_name
         ticket.started_at, ticket.finished_at = released, None
+        with self._sessions_lock:
+            self._booked.pop(ticket.id, None)
         self._touch(ticket.id)
-        future = loop.run_in_executor(executor, self.worker_fn, ticket, context,
-                                      ticket.context_requirements, self.event_queue, self,
-                                      md_content, loop)
+        hold = self.track_claim.hold(f"the worker for {ticket.id}") if self.track_claim is not None else None
+        future = background.start(loop, self.worker_fn, ticket, context, ticket.context_requirements,
+                                  self.event_queue, self, md_content, loop,
+                                  name=f"mma-{self.track.id}-{ticket.id}", on_exit=hold)
         future.add_done_callback(lambda _f: self._kick())
         return future
 
@@ -328,7 +418,7 @@ class ConductorEngine:
         """The worker's outcome; a worker that raised or returned something else is an error."""
         model = self.dag.tickets[ticket_id].assigned_to
         if future.cancelled():
-            return WorkerOutcome(ticket_id, OutcomeKind.ABORTED, reason="aborted by the user", model=model)
+            return WorkerOutcome(ticket_id, OutcomeKind.ABORTED, reason=ABORTED, model=model)
         exc = future.exception()
         if exc is not None:
             log.error("worker for %s raised: %r", ticket_id, exc)
@@ -339,13 +429,17 @@ class ConductorEngine:
             return WorkerOutcome(ticket_id, OutcomeKind.ERROR, reason="worker ended without a result", model=model)
         return outcome
 
-    def _apply(self, outcome: WorkerOutcome, executor: ThreadPoolExecutor, loop: asyncio.AbstractEventLoop,
+    def _apply(self, outcome: WorkerOutcome, loop: asyncio.AbstractEventLoop,
                diagnoses: dict[str, asyncio.Future]) -> None:
         """Record a finished attempt on its ticket (loop thread), then diagnose or retry."""
         ticket = self.dag.tickets[outcome.ticket_id]
         outcome.record_on(ticket)
-        self.add_usage("Tier 3", outcome.usage.input_tokens, outcome.usage.output_tokens,
-                       outcome.model or None)
+        with self._sessions_lock:                  # the session booked its responses already
+            booked = self._booked.pop(ticket.id, Usage())
+        unbooked_in = outcome.usage.input_tokens - booked.input_tokens
+        unbooked_out = outcome.usage.output_tokens - booked.output_tokens
+        if unbooked_in > 0 or unbooked_out > 0:    # a worker that did not book as it went
+            self.add_usage("Tier 3", max(0, unbooked_in), max(0, unbooked_out), outcome.model or None)
         status = outcome.ticket_status
         if status == "completed":
             self.execution.mark_completed(ticket.id)
@@ -355,7 +449,8 @@ class ConductorEngine:
             self.execution.mark_blocked(ticket.id, outcome.reason)
         self._touch(ticket.id)
         if outcome.retryable and self.settings.diagnose_failures and not self._aborted:
-            future = loop.run_in_executor(executor, self._diagnose, ticket.id, ticket.description, outcome.reason)
+            future = background.start(loop, self._diagnose, ticket.id, ticket.description, outcome.reason,
+                                      name=f"mma-{self.track.id}-{ticket.id}-tier4")
             future.add_done_callback(lambda _f: self._kick())
             diagnoses[ticket.id] = future
         else:
@@ -367,16 +462,17 @@ class ConductorEngine:
         result = None if future.cancelled() or future.exception() else future.result()
         if future.exception() is not None:
             log.error("Tier 4 diagnosis for %s raised: %r", ticket_id, future.exception())
-        if result is not None:
+        if result is not None:                    # its tokens were booked as they came
             ticket.diagnosis = result.text.strip()
-            self.add_usage("Tier 4", result.usage.input_tokens, result.usage.output_tokens,
-                           self.settings.models.model_for("Tier 4"))
         self._touch(ticket_id)
         self._retry_if_useful(ticket, True)
         self._request_emit()
 
     def _retry_if_useful(self, ticket: Ticket, retryable: bool) -> None:
-        if retryable and not self._aborted and ticket.retry_count < self.settings.max_retries:
+        """Retry on the next model, up to `max_retries` times in this run.  A resumed ticket
+        keeps the retry count (and so the model) it had reached and gets a fresh budget."""
+        retries_here = ticket.retry_count - self._retry_base.get(ticket.id, 0)
+        if retryable and not self._aborted and retries_here < self.settings.max_retries:
             ticket.retry_count += 1
             log.info("ticket %s blocked (%s); retry %d on %s", ticket.id, ticket.blocked_reason,
                      ticket.retry_count, self.model_for(ticket))

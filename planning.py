@@ -21,7 +21,8 @@ import events
 from dag_engine import DAGError, TrackDAG
 from models import Ticket, Track, slugify, validate_id
 from providers import catalog
-from providers.base import Usage
+from providers.base import CancelSignal, Usage
+from repo_map import RepoMap, missing_context_files
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,10 @@ Reply with ONLY a JSON list of tickets:
 [{"id": "T1", "description": "...", "depends_on": [], "step_mode": false, "context_requirements": ["path/file.py"]}]
 depends_on must name ids in the same list and form no cycle; tickets that do not depend on
 each other run in parallel."""
+TIER2_REPO_MAP_RULE = """
+<REPO_MAP> lists the project's files (best first) with their top-level symbols.
+context_requirements must name files from it, as written there; a file a ticket will create
+is not a context requirement."""
 
 
 class PlanningError(RuntimeError):
@@ -163,12 +168,19 @@ class PlanResult:
 
 def _ask_tier(tier: str, stream_id: str, system: str, user: str, parse: Callable[[str], Any], *,
               md_content: str, provider: str | None, model: str,
-              event_queue: events.AsyncEventQueue | None) -> PlanResult:
-    """One tier call with one repair round on a parse error.  Streams to `stream_id`."""
+              event_queue: events.AsyncEventQueue | None, cancel_event: CancelSignal | None,
+              on_usage: ai_client.UsageSink | None) -> PlanResult:
+    """One tier call with one repair round on a parse error.  Streams to `stream_id`.
+
+    `cancel_event` aborts the call (even one waiting for its first byte); `on_usage` books
+    each response as it arrives, so a step that fails after its repair round is paid for."""
     def stream(chunk: str) -> None:
         events.emit(event_queue, events.StreamChunk(stream_id, chunk))
 
     with ai_client.session_scope(provider, model, label=tier) as session:
+        if cancel_event is not None:
+            session.cancel_event = cancel_event
+        session.on_usage = on_usage
         raw = []
         first = session.send(md_content, user, system_prompt=system, stream_callback=stream)
         raw.append(first.text)
@@ -194,22 +206,42 @@ def _ask_tier(tier: str, stream_id: str, system: str, user: str, parse: Callable
 
 
 def plan_epic(epic: str, md_content: str = "", *, provider: str | None = None, model: str | None = None,
-              event_queue: events.AsyncEventQueue | None = None) -> PlanResult:
+              event_queue: events.AsyncEventQueue | None = None, cancel_event: CancelSignal | None = None,
+              on_usage: ai_client.UsageSink | None = None) -> PlanResult:
     """Tier 1: epic -> tracks."""
     if not epic or not epic.strip():
         raise ValueError("the epic is empty: describe what you want built")
     model = model or catalog.tier_defaults(provider).model_for("Tier 1")
     return _ask_tier("Tier 1", TIER1_STREAM, TIER1_SYSTEM, f"<EPIC>\n{epic.strip()}\n</EPIC>",
                      parse_json_tracks, md_content=md_content, provider=provider, model=model,
-                     event_queue=event_queue)
+                     event_queue=event_queue, cancel_event=cancel_event, on_usage=on_usage)
 
 
 def generate_tickets(track: Track, md_content: str = "", *, provider: str | None = None,
-                     model: str | None = None,
-                     event_queue: events.AsyncEventQueue | None = None) -> PlanResult:
-    """Tier 2: track -> ticket DAG."""
+                     model: str | None = None, event_queue: events.AsyncEventQueue | None = None,
+                     repo_map: RepoMap | None = None, cancel_event: CancelSignal | None = None,
+                     on_usage: ai_client.UsageSink | None = None) -> PlanResult:
+    """Tier 2: track -> ticket DAG.
+
+    With a `repo_map` the prompt carries the project's files and symbols, and every
+    `context_requirements` entry that names no file is reported (log + `ErrorEvent` with the
+    ticket id); the ticket keeps the entry, so the worker's prompt still shows the intent."""
     model = model or catalog.tier_defaults(provider).model_for("Tier 2")
     user = f"<TRACK>\n{track.title}\n\n{track.description}\n</TRACK>"
-    return _ask_tier("Tier 2", TIER2_STREAM, TIER2_SYSTEM, user, parse_json_tickets,
-                     md_content=md_content, provider=provider, model=model,
-                     event_queue=event_queue)
+    system = TIER2_SYSTEM
+    if repo_map:
+        user += f"\n\n<REPO_MAP>\n{repo_map.text}</REPO_MAP>"
+        system += TIER2_REPO_MAP_RULE
+    result = _ask_tier("Tier 2", TIER2_STREAM, system, user, parse_json_tickets,
+                       md_content=md_content, provider=provider, model=model,
+                       event_queue=event_queue, cancel_event=cancel_event, on_usage=on_usage)
+    if repo_map is not None:
+        for ticket in result.value:
+            for path in missing_context_files(ticket.context_requirements, repo_map.root):
+                log.warning("Tier 2: ticket %s names context file %r, which is not in %s",
+                            ticket.id, path, repo_map.root)
+                events.emit(event_queue, events.ErrorEvent(
+                    f"Tier 2: ticket {ticket.id} names context file {path!r}, which does not exist",
+                    "the worker will not see it; fix the path in the ticket or add the file",
+                    ticket_id=ticket.id))
+    return result

@@ -90,6 +90,8 @@ class Budgets:
     max_context_tokens: int = 200_000
     max_workers: int = 4
     approval_timeout_s: float = 300.0
+    # Tokens of the repo map Tier 2 gets (files + top-level symbols, see repo_map.py); 0: none.
+    repo_map_tokens: int = 1024
     extra: dict = field(default_factory=dict)
 
 
@@ -340,10 +342,14 @@ def _budgets(raw: Any) -> Budgets:
         max_workers=_get(t, "max_workers", int, Budgets.max_workers, w, "a whole number"),
         approval_timeout_s=float(_get(t, "approval_timeout_s", (int, float),
                                       Budgets.approval_timeout_s, w, "a number of seconds")),
-        extra=_rest(t, ("max_context_tokens", "max_workers", "approval_timeout_s")))
+        repo_map_tokens=_get(t, "repo_map_tokens", int, Budgets.repo_map_tokens, w,
+                             "a whole number of tokens (0 turns the repo map off)"),
+        extra=_rest(t, ("max_context_tokens", "max_workers", "approval_timeout_s", "repo_map_tokens")))
     for key in ("max_context_tokens", "max_workers", "approval_timeout_s"):
         if getattr(b, key) <= 0:
             raise _BadValue(w + key, f"expected a positive number, got {_show(getattr(b, key))}")
+    if b.repo_map_tokens < 0:
+        raise _BadValue(w + "repo_map_tokens", f"expected 0 or more, got {_show(b.repo_map_tokens)}")
     return b
 
 
@@ -411,7 +417,8 @@ def config_to_dict(cfg: ProjectConfig) -> dict:
         "models": dict(cfg.models),
         "budgets": {**cfg.budgets.extra, "max_context_tokens": cfg.budgets.max_context_tokens,
                     "max_workers": cfg.budgets.max_workers,
-                    "approval_timeout_s": cfg.budgets.approval_timeout_s},
+                    "approval_timeout_s": cfg.budgets.approval_timeout_s,
+                    "repo_map_tokens": cfg.budgets.repo_map_tokens},
         "prices": {m: {**p.extra, "input": p.input, "output": p.output,
                        "cached_input": p.cached_input}     # None is left out
                    for m, p in cfg.prices.items()},

@@ -39,6 +39,9 @@ Finish with a short report. If you cannot do the ticket, reply with a first line
 `BLOCKED:` and the reason."""
 
 
+ABORTED = "aborted"                        # the reason an aborted ticket (back in todo) shows
+
+
 def worker_stream_id(ticket_id: str) -> str:
     return f"Tier 3 (Worker): {ticket_id}"
 
@@ -110,17 +113,39 @@ def build_worker_prompt(ticket: Ticket) -> str:
     return "\n\n".join(parts)
 
 
-def _files_context(paths: list[str] | None, base_dir: str) -> str:
+# A ticket's context files may fill this share of the worker model's context window; the rest
+# is for the track's context, the prompt and the tool rounds.
+TICKET_FILES_SHARE = 0.5
+
+
+def _files_context(paths: list[str] | None, base_dir: str, model: str, ticket_id: str, stream_id: str,
+                   event_queue: events.AsyncEventQueue | None) -> str:
+    """The ticket's files for the worker's context.  A file that is missing, outside the root or
+    over the budget is named with the reason in a note the worker reads, in the log, and in an
+    `ErrorEvent` for the user; one shown only as a skeleton in a `LogLine`."""
     if not paths:
         return ""
-    from context_builder import ContextItem, build_context
-    return build_context([ContextItem(p, "full") for p in paths], root=base_dir).markdown
+    from context_builder import context_window_for, files_within_budget
+    files = files_within_budget(paths, base_dir, int(context_window_for(model) * TICKET_FILES_SHARE))
+    if files.left_out:
+        what = "; ".join(f"{e.path} ({e.message})" for e in files.left_out)
+        log.warning("ticket %s: context files left out: %s", ticket_id, what)
+        events.emit(event_queue, events.ErrorEvent(
+            f"ticket {ticket_id}: context file(s) left out: {what}",
+            "the worker runs without them and was told so; fix the ticket's context_requirements "
+            "or make the files smaller", ticket_id=ticket_id, stream_id=stream_id))
+    if files.trimmed:
+        what = ", ".join(files.trimmed)
+        log.info("ticket %s: context files shown as skeletons to fit the budget: %s", ticket_id, what)
+        events.emit(event_queue, events.LogLine(f"ticket {ticket_id}: shown as skeletons to fit the "
+                                                f"context budget: {what}"))
+    return files.markdown
 
 
 _SPAWN_REFUSALS = {
     approvals.REJECTED: (OutcomeKind.REJECTED, "spawn rejected by the user"),
     approvals.TIMED_OUT: (OutcomeKind.APPROVAL_TIMED_OUT, "spawn approval timed out"),
-    approvals.CANCELLED: (OutcomeKind.ABORTED, "aborted by the user"),
+    approvals.CANCELLED: (OutcomeKind.ABORTED, ABORTED),
 }
 
 
@@ -184,14 +209,14 @@ def run_worker_lifecycle(ticket: Ticket, context: WorkerContext, context_files: 
         if engine is not None:
             engine.session_started(ticket.id, session)
         try:
-            files_md = _files_context(context_files, base_dir)
+            files_md = _files_context(context_files, base_dir, model, ticket.id, stream_id, event_queue)
             text = ai_client.send("\n\n".join(p for p in (md_content, files_md) if p), prompt, base_dir,
                                   pre_tool_callback=approve_tool if tools else None, stream_callback=stream,
                                   system_prompt=TIER3_SYSTEM, tools=tools)
             if text.lstrip().upper().startswith("BLOCKED"):
                 kind, reason = OutcomeKind.BLOCKED, text.strip().splitlines()[0][:500]
         except CancelledByUser:
-            kind, reason = OutcomeKind.ABORTED, "aborted by the user"
+            kind, reason = OutcomeKind.ABORTED, ABORTED
         except ProviderError as exc:
             kind, reason, text = OutcomeKind.ERROR, exc.user_message(), exc.partial_text
         except Exception as exc:               # surface everything: never a silent worker death

@@ -2,9 +2,12 @@
 
 Import is tolerant of real-world plans (see docs/guide_persistence.md):
 long lines, inline code, nested sub-tasks, `[x]`/`[~]`/`[ ]` markers with a
-trailing commit SHA, CRLF, any heading level, and plans whose line breaks
-were lost altogether.  Write-back only ever changes the checkbox characters
-of task lines.
+trailing commit SHA, CRLF, any heading level, tasks written as headings
+(`### [x] Task 1.1: ...`), fenced code closed by CommonMark's rules, and plans
+whose line breaks were lost altogether.  What it has to guess is reported in
+`ParsedPlan.warnings`: `[/]` (read as in progress) and other marks like `[-]`
+(read as to do) keep their task; a checkbox with no text is skipped.
+Write-back only ever changes the checkbox characters of task lines.
 
 Ticket id rule: a task whose text starts with `Task <label>:` gets the id
 `<label>` (e.g. "1.1"); any other task gets `<phase>.<n>`, where `<phase>` is
@@ -28,6 +31,11 @@ from models import COMPLETED, IN_PROGRESS, TODO, Ticket, Track, validate_id
 log = logging.getLogger(__name__)
 
 _MARK_STATUS = {" ": TODO, "x": COMPLETED, "X": COMPLETED, "~": IN_PROGRESS}
+_GUESSED_MARK_STATUS = {"/": IN_PROGRESS}    # other unknown marks count as to do
+
+
+def _mark_status(mark: str) -> str:
+    return _MARK_STATUS.get(mark) or _GUESSED_MARK_STATUS.get(mark, TODO)
 _STATUS_MARK = {TODO: " ", IN_PROGRESS: "~", COMPLETED: "x", "blocked": "~"}
 
 
@@ -67,17 +75,24 @@ class ParsedPhase:
 class ParsedPlan:
     title: str
     phases: list[ParsedPhase]
+    warnings: list[str] = field(default_factory=list)   # what the reader had to guess or skip
 
     @property
     def tasks(self) -> list[ParsedTask]:
         return [t for p in self.phases for t in p.tasks]
 
 
+# A mark is one of ` xX~`, or any other single symbol (`[/]`, `[-]`, `[>]`), kept with a warning.
+_MARK = r"\[(?P<mark>[ xX~]|[^\]\w\s])\]"
 _CHECKBOX_RE = re.compile(
-    r"^(?P<indent>[ \t]*)(?:[-*+]|\d{1,4}[.)])[ \t]+\[(?P<mark>[ xX~])\](?:[ \t]+(?P<text>.*))?$")
+    r"^(?P<indent>[ \t]*)(?:[-*+]|\d{1,4}[.)])[ \t]+" + _MARK + r"(?:[ \t]+(?P<text>.*))?$")
+# `### [x] Task 1.1: ...`: a task written as a heading (its list items are its sub-tasks)
+_HEADING_TASK_RE = re.compile(r"^(?P<indent>)[ \t]{0,3}#{1,6}[ \t]+" + _MARK + r"[ \t]+(?P<text>.*?)[ \t]*#*[ \t]*$")
 # where a plan lost its line breaks: whitespace before a checkbox item or a ##..###### heading
 _SPLIT_RE = re.compile(r"(?<=\S)[ \t]+(?=[-*+][ \t]+\[[ xX~]\](?:[ \t]|$)|#{2,6}[ \t]+\S)")
-_FENCE_RE = re.compile(r"^[ \t]*(```|~~~)")
+# CommonMark: a fence opens with 3+ backticks or tildes (an info string may follow) and closes
+# with the same character, at least as many, and nothing but spaces after.
+_FENCE_RE = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 _LIST_RE = re.compile(r"^[ \t]*(?:[-*+]|\d{1,4}[.)])[ \t]")
 _PHASE_RE = re.compile(
     r"^(?:\[[ xX~]\][ \t]*)?(?:\*\*)?Phase[ \t]+(?P<label>[A-Za-z0-9][A-Za-z0-9_.\-]*)"
@@ -161,6 +176,7 @@ class _PlanBuilder:
         self.task_indent = 0
         self.blank_run = 0
         self.prev_blank = False
+        self.warnings: list[str] = []
 
     # -- phases
     def new_phase(self, label: str | None, name: str, line: int, level: int) -> ParsedPhase:
@@ -193,12 +209,15 @@ class _PlanBuilder:
             self.pending_heading = (level, text, line)
 
     # -- tasks
-    def checkbox(self, m: re.Match, offset: int, line_no: int) -> None:
+    def checkbox(self, m: re.Match, offset: int, line_no: int, heading: bool = False) -> None:
         indent = _indent(m.group("indent"))
         mark = m.group("mark")
         text = (m.group("text") or "").strip()
-        if self.task is not None and indent > self.task_indent:
-            self.task.subtasks.append(ParsedSubtask(text, _MARK_STATUS[mark], line_no))
+        if mark not in _MARK_STATUS:
+            self.warnings.append(f"line {line_no}: unknown checkbox mark [{mark}]; read as "
+                                 f"{_mark_status(mark).replace('_', ' ')}")
+        if self.task is not None and indent > self.task_indent and not heading:
+            self.task.subtasks.append(ParsedSubtask(text, _mark_status(mark), line_no))
             self.continuation(_dedent(m.group(), self.task_indent + 2))
             return
         phase = self.current_phase()
@@ -209,10 +228,10 @@ class _PlanBuilder:
         label, desc = _split_label(text)
         tid = label or f"{phase.label}.{len(phase.tasks) + 1}"
         self.task = ParsedTask(
-            id=tid, label=label, text=text, description=desc, status=_MARK_STATUS[mark],
+            id=tid, label=label, text=text, description=desc, status=_mark_status(mark),
             marker=mark, marker_offset=offset + m.start("mark"), line=line_no, commit=commit,
             step_mode=bool(_MANUAL_RE.search(text)))
-        self.task_indent = indent
+        self.task_indent = -1 if heading else indent     # under a task heading, every line is its own
         self.blank_run = 0
         phase.tasks.append(self.task)
 
@@ -245,11 +264,15 @@ def parse_plan(text: str) -> ParsedPlan:
     if not isinstance(text, str):
         raise ValueError(f"plan text must be str, got {type(text).__name__}")
     b = _PlanBuilder()
-    in_fence = False
+    fence_open = ""               # the opening fence of the code block we are in, if any
     for offset, line_no, line in _logical_lines(text):
         fence = _FENCE_RE.match(line)
-        if fence or in_fence:     # fenced code: never structure, part of the current task
-            in_fence = in_fence != bool(fence)
+        if fence or fence_open:   # fenced code: never structure, part of the current task
+            if not fence_open and fence is not None:
+                fence_open = fence.group("fence")
+            elif fence is not None and fence.group("fence")[0] == fence_open[0] \
+                    and len(fence.group("fence")) >= len(fence_open) and not fence.group("info").strip():
+                fence_open = ""
             if b.task is not None:
                 b.continuation(_dedent(line, b.task_indent + 2))
             continue
@@ -261,8 +284,13 @@ def parse_plan(text: str) -> ParsedPlan:
         indent = _indent(line)
         box = _CHECKBOX_RE.match(line)
         heading = HEADING_RE.match(line)
+        heading_task = _HEADING_TASK_RE.match(line) if heading and not box else None
+        if heading_task and _PHASE_RE.match(heading_task.group("text")):
+            heading_task = None      # `## [x] Phase 1: ...` is a phase
         if box:
             b.checkbox(box, offset, line_no)
+        elif heading_task:
+            b.checkbox(heading_task, offset, line_no, heading=True)
         elif b.task is not None and (indent > b.task_indent or
                                      not (b.prev_blank or heading or _LIST_RE.match(line))):
             b.continuation(_dedent(line, b.task_indent + 2))
@@ -271,10 +299,16 @@ def parse_plan(text: str) -> ParsedPlan:
         else:
             b.task = None    # phase prose; not part of any task
         b.prev_blank = False
+    for phase in b.phases:
+        for task in [t for t in phase.tasks if not t.description.strip()]:
+            b.warnings.append(f"line {task.line}: a checkbox with no text; skipped")
+            phase.tasks.remove(task)
     _dedupe_ids(b.phases)
     for task in (t for p in b.phases for t in p.tasks):
         task.description = task.description.strip()
-    return ParsedPlan(b.title, b.phases)
+    for warning in b.warnings:
+        log.warning("plan.md %s", warning)
+    return ParsedPlan(b.title, b.phases, b.warnings)
 
 
 def _dedupe_ids(phases: list[ParsedPhase]) -> None:
@@ -311,7 +345,7 @@ def apply_status_markers(text: str, tickets: list[Ticket]) -> tuple[str, list[st
     changed = []
     for task in parse_plan(text).tasks:
         status = wanted.get(task.id)
-        if status is None or _MARK_STATUS[task.marker] == _effective(status):
+        if status is None or _mark_status(task.marker) == _effective(status):
             continue
         chars[task.marker_offset] = _STATUS_MARK.get(status, " ")
         changed.append(task.id)

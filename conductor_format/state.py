@@ -113,15 +113,25 @@ def _check_tier_usage(raw: Any, path: Path) -> dict:
     for tier, value in raw.items():
         if not isinstance(value, dict):
             raise TrackStateError(f"{path}: tier_usage['{tier}'] must be an object")
-        for key in ("input", "output"):
-            n = value.get(key, 0)
-            if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-                raise TrackStateError(f"{path}: tier_usage['{tier}'].{key} must be a count, "
-                                      f"got {n!r}")
+        _check_counts(value, f"tier_usage['{tier}']", path)
+        models = value.get("models", {})
+        if not isinstance(models, dict):
+            raise TrackStateError(f"{path}: tier_usage['{tier}'].models must be an object")
+        for model, row in models.items():
+            if not isinstance(row, dict):
+                raise TrackStateError(f"{path}: tier_usage['{tier}'].models['{model}'] must be an object")
+            _check_counts(row, f"tier_usage['{tier}'].models['{model}']", path)
         usage[tier] = {**usage.get(tier, {}), **value}
     for tier in TIERS:
         usage[tier].setdefault("model", "")
     return usage
+
+
+def _check_counts(value: dict, where: str, path: Path) -> None:
+    for key in ("input", "output"):
+        n = value.get(key, 0)
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise TrackStateError(f"{path}: {where}.{key} must be a count, got {n!r}")
 
 
 def read_state(path: Path) -> tuple[Track, dict]:

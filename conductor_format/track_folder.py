@@ -3,11 +3,18 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conductor_format.common import LABEL_OK_RE, read_json_object_if_present, read_text, tracks_dir
+from conductor_format.common import (
+    LABEL_OK_RE,
+    read_json_object_if_present,
+    read_json_object_salvaged,
+    read_text,
+    read_text_lenient,
+    tracks_dir,
+)
 from conductor_format.plan import parse_plan, plan_to_tickets
 from conductor_format.registry import TRACK_STATUS_MARK, TrackEntry, parse_tracks_md
 from conductor_format.state import read_state
@@ -25,6 +32,7 @@ class TrackSource:
     spec_text: str | None
     metadata: dict            # metadata.json as found ({} if none), unknown fields included
     folder: Path | None       # the track folder, when the plan is `<folder>/plan.md`
+    warnings: list[str] = field(default_factory=list)   # what the import had to guess or skip
 
 
 def _valid_id(candidate: Any) -> str | None:
@@ -54,6 +62,7 @@ def read_track_source(path: str | Path) -> TrackSource:
         raise FileNotFoundError(f"{path}: no such track folder or plan file")
     plan_text = read_text(plan_path)
     parsed = parse_plan(plan_text)
+    warnings = [f"{plan_path}: {w}" for w in parsed.warnings]
     tickets = plan_to_tickets(parsed)
     if not tickets:
         raise ValueError(f"{plan_path}: no tasks found (expected '- [ ] Task 1.1: ...' lines "
@@ -64,8 +73,16 @@ def read_track_source(path: str | Path) -> TrackSource:
         stem = re.sub(r"[_\-.]?plan$", "", plan_path.stem, flags=re.I)
         spec_path = plan_path.with_name(f"{stem}_spec.md" if stem else "spec.md")
         meta_path = None
-    spec_text = read_text(spec_path) if spec_path.is_file() else None
-    metadata = read_json_object_if_present(meta_path) if meta_path else {}
+    spec_text = None
+    if spec_path.is_file():
+        spec_text, problem = read_text_lenient(spec_path)
+        warnings += [problem] if problem else []
+    metadata: dict = {}
+    if meta_path is not None and meta_path.is_file():
+        metadata, problem = read_json_object_salvaged(meta_path)
+        warnings += [problem] if problem else []
+    for warning in warnings:
+        log.warning("import: %s", warning)
     track_id = (_valid_id(folder.name) if folder is not None else None) \
         or _valid_id(metadata.get("track_id")) \
         or slugify(re.sub(r"[_\-.]?plan$", "", plan_path.stem, flags=re.I) or parsed.title)
@@ -81,7 +98,7 @@ def read_track_source(path: str | Path) -> TrackSource:
     for key in ("created_at", "updated_at"):
         if isinstance(metadata.get(key), str):
             setattr(track, key, metadata[key])
-    return TrackSource(track, plan_path, plan_text, spec_text, metadata, folder)
+    return TrackSource(track, plan_path, plan_text, spec_text, metadata, folder, warnings)
 
 
 def import_track(path: str | Path) -> Track:
@@ -93,7 +110,12 @@ def read_conductor_tree(project_dir: str | Path) -> list[TrackEntry]:
     """Tracks in conductor/tracks.md, then track folders that tracks.md does not list."""
     conductor = Path(project_dir) / "conductor"
     registry = conductor / "tracks.md"
-    entries = parse_tracks_md(read_text(registry)) if registry.is_file() else []
+    entries = []
+    if registry.is_file():
+        text, problem = read_text_lenient(registry)
+        if problem:
+            log.warning("%s", problem)
+        entries = parse_tracks_md(text)
     known = {e.id for e in entries}
     track_root = tracks_dir(project_dir)
     folders = sorted(p for p in track_root.iterdir() if p.is_dir()) if track_root.is_dir() else []
@@ -109,7 +131,7 @@ def read_conductor_tree(project_dir: str | Path) -> list[TrackEntry]:
         status = raw_status if isinstance(raw_status, str) and raw_status in TRACK_STATUS_MARK else "new"
         title = description if isinstance(description, str) else ""
         if not title:
-            title = parse_plan(read_text(folder / "plan.md")).title or folder.name
+            title = parse_plan(read_text_lenient(folder / "plan.md")[0]).title or folder.name
         entries.append(TrackEntry(folder.name, title, status, f"tracks/{folder.name}/plan.md"))
     return entries
 
@@ -140,7 +162,7 @@ def list_tracks(project_dir: str | Path) -> list[TrackSummary]:
                 summary.has_state, summary.updated_at = True, track.updated_at
                 tickets = track.tickets
             elif (folder / "plan.md").is_file():
-                tickets = plan_to_tickets(parse_plan(read_text(folder / "plan.md")))
+                tickets = plan_to_tickets(parse_plan(read_text_lenient(folder / "plan.md")[0]))
             else:
                 tickets = []
         except (ValueError, OSError) as exc:

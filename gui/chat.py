@@ -8,6 +8,9 @@ only puts `(kind, request_id, data)` tuples into a `queue.SimpleQueue`:
     ("chunk", id, text)                                  a streamed piece of the reply
     ("done",  id, {"text", "input_tokens", "output_tokens"})
     ("error", id, {"message", "hint", "partial"})        message and hint already redacted
+    ("usage", 0,  {"model", "input_tokens", "output_tokens"})   what one provider response billed
+                                                         (every response, even of a failed or
+                                                         cancelled send: the chat is billed too)
 
 `ContextState.poll()` drains them on the GUI thread (`drain()`).
 """
@@ -20,7 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import ai_client
-from providers.base import ProviderError
+from providers.base import ProviderError, Usage
 from providers.credentials import redact
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,7 @@ class ChatWorker:
     def __init__(self, session: ai_client.Session):
         self.session = session
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        session.on_usage = self._booked
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._future: concurrent.futures.Future | None = None
 
@@ -52,6 +56,10 @@ class ChatWorker:
     def cancel(self) -> None:
         """Ask the provider to stop streaming (the reply then ends with what arrived)."""
         self.session.cancel_event.set()
+
+    def _booked(self, model: str, usage: Usage) -> None:
+        self._inbox.put(("usage", 0, {"model": model, "input_tokens": usage.input_tokens,
+                                      "output_tokens": usage.output_tokens}))
 
     def drain(self, max_events: int) -> Iterator[tuple[str, int, Any]]:
         """Up to `max_events` results, oldest first; the data is a str ("chunk") or a dict."""

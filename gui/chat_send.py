@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from file_cache import ContextBundle, context_window_for
 from gui import send_check
+from gui.mma_display import CHAT_USAGE
 
 if TYPE_CHECKING:
     from gui.chat import ChatWorker
     from gui.context_build import BuildInputs, ContextBuilder
+    from models import TierUsage
     from project import DiscussionEntry, ProjectConfig
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,9 @@ class ChatSending:
     chat: ChatWorker
     project_dir: Any
     cache: Any
+
+    chat_usage: TierUsage
+    chat_usage_version: int
 
     if TYPE_CHECKING:
         @property
@@ -184,6 +189,10 @@ class ChatSending:
         handled = 0
         for kind, request_id, data in self.chat.drain(max_events):
             handled += 1
+            if kind == "usage":            # billed, whichever request it was (even a cancelled one)
+                self.chat_usage.add(CHAT_USAGE, data["input_tokens"], data["output_tokens"], data["model"])
+                self.chat_usage_version += 1
+                continue
             request = self._request
             if request is None or request_id != request["id"]:
                 log.debug("dropping %s for finished request %s", kind, request_id)

@@ -126,6 +126,7 @@ class PipelineCommands:
         """On the engine loop: Tier 2 for the track, then run its ticket DAG."""
         track = next((t for t in self.pipeline.tracks if t.id == track_id), None)
         if track is None:
+            events.emit(self.event_queue, events.StateUpdate("error", None))     # not left "planning"
             raise LookupError(f"track {track_id!r} is not in this session's plan")
         engine = await self.pipeline.accept_track(track)
         return await engine.run(self.pipeline.md_content)
@@ -233,20 +234,16 @@ class PipelineCommands:
             self.mma.notice = (f"This track has no saved context: its workers use the current context "
                                f"(~{tokens:,} tokens from the Project panel)")
             markdown = self.ctx.markdown_when_ready()
-        self._submit("Resume track", self._resume_and_run(tid, markdown))
+        self._submit("Resume track", self._resume_and_run(tid, markdown), reported_by_pipeline=True)
         return {"submitted": "resume_track", "track_id": tid, "context": context,
                 "tickets_done": saved["tickets_done"], "tickets_total": saved["tickets_total"]}
 
     async def _resume_and_run(self, track_id: str, markdown: concurrent.futures.Future[str]) -> str:
-        """On the engine loop: load the saved track and run its remaining tickets."""
+        """On the engine loop: load the saved track and run its remaining tickets.  A failure
+        (a damaged state.json, the track busy in another process) is shown by the pipeline,
+        which leaves the dashboard idle."""
         self.pipeline.md_content = await asyncio.wrap_future(markdown)
-        try:
-            return await self.pipeline.resume(track_id)
-        except (OSError, ValueError):
-            # e.g. a damaged state.json (TrackStateError): check_futures shows the message;
-            # the dashboard must not stay "running".
-            events.emit(self.event_queue, events.StateUpdate("error", None))
-            raise
+        return await self.pipeline.resume(track_id)
 
     # ---------------------------------------------------------------- the running track
     @property
@@ -274,11 +271,18 @@ class PipelineCommands:
         return {"paused": False}
 
     def abort(self) -> dict:
-        engine = self._engine_or_raise()
-        if engine.status != "running":
-            raise ValueError(f"the track is {engine.status}: nothing to abort")
-        engine.abort()
-        return {"aborted": True}
+        """Abort: a Tier 1/2 call in flight and every running track (their blocked calls are
+        cut, their tickets go back to todo).  With nothing running, the active engine's abort."""
+        aborted = self.pipeline.abort()
+        if aborted["planning"]:
+            log.info("planning aborted by the user")
+        elif not aborted["tracks"]:
+            self._engine_or_raise().abort()
+        return {"aborted": True, **aborted}
+
+    @property
+    def can_abort(self) -> bool:
+        return self.engine_running or self.pipeline.planning
 
     @property
     def engine_running(self) -> bool:

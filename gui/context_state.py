@@ -51,6 +51,7 @@ from gui.chat_send import ChatSending
 from gui.file_items import TYPING_SETTLE_S, FileItems
 from gui.file_tree import FileTree
 from headless import SESSION_LOG_DIR
+from models import TierUsage
 from project import (
     PROJECT_FILE,
     PROVIDERS,
@@ -133,6 +134,9 @@ class ContextState(ChatSending, FileItems):
         self.scroll_history = False    # set when an entry is appended; the panel scrolls down
         self.last_reply = ""           # the last complete (or partial, after an error) reply
         self.last_usage: dict[str, int] = {}
+        # Every chat response's tokens, per model, for the Usage & Cost window ("Chat" row).
+        self.chat_usage = TierUsage()
+        self.chat_usage_version = 0
         self.busy = False
         self.save_blocked = False      # last save refused: the file on disk is broken
         self.editing: set[int] = set()  # id() of discussion entries in edit mode

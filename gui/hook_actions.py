@@ -20,6 +20,7 @@ import concurrent.futures
 import functools
 import logging
 import queue
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -90,8 +91,7 @@ class HookSurface:
     def pending(self) -> bool:
         return not self._queue.empty() or bool(self._screenshots)
 
-    @staticmethod
-    def _validate(action: Any) -> None:
+    def _validate(self, action: Any) -> None:
         if not isinstance(action, dict):
             raise ValueError(f"an action must be an object, got {type(action).__name__}")
         kind = action.get("action")
@@ -108,7 +108,11 @@ class HookSurface:
         if kind == "approve" and not isinstance(action.get("request_id"), str):
             raise ValueError("approve needs a string 'request_id'")
         if kind == "screenshot":
-            screenshot.check_path(action.get("path"))
+            screenshot.check_path(action.get("path"), self.screenshot_folders())
+
+    def screenshot_folders(self) -> tuple[str, ...]:
+        """Where the `screenshot` action may write: the project and the system temp folder."""
+        return (str(self.app.project_dir), tempfile.gettempdir())
 
     # ================================================================ GUI thread: frame start
     def apply_queued(self) -> int:
@@ -123,7 +127,12 @@ class HookSurface:
             if not fut.set_running_or_notify_cancel():
                 continue
             if action["action"] == "screenshot":
-                self._screenshots.append((screenshot.check_path(action["path"]), fut))
+                try:          # checked again: the project folder may have changed since submit
+                    target = screenshot.check_path(action["path"], self.screenshot_folders())
+                except ValueError as exc:
+                    fut.set_exception(exc)
+                    continue
+                self._screenshots.append((target, fut))
                 continue
             result: dict | None = None
             error: BaseException | None = None

@@ -6,7 +6,8 @@ call these and only draw the results:
 - ticket table: `ticket_duration`, `ticket_run_and_wait`, `ticket_times`; Saved tracks: `saved_track_rows`
 - Ticket DAG: `dag_levels`, `dag_positions`, `dag_links`
 - Tier Streams: `LineCache`, `wrap_line`, `update_line_cache` (wrapped lines, O(new text) on appends)
-- Usage & Cost: `tier_cost`, `usage_table`
+- Usage & Cost: `tier_cost`, `usage_table` (one row per tier and model, each priced at its
+  own model; the Discussion panel's chat as a "Chat" row)
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from models import per_model_usage
+
 if TYPE_CHECKING:
     from gui.mma_state import MMAState
     from project import ModelPrice
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TIERS = ("Tier 1", "Tier 2", "Tier 3", "Tier 4")
+CHAT_USAGE = "Chat"              # the chat's bucket in `MMAState.mma_tier_usage`
 NODE_W, NODE_H, NODE_GAP_X, NODE_GAP_Y = 150.0, 80.0, 50.0, 24.0
 
 
@@ -190,7 +194,7 @@ def update_line_cache(cache: LineCache, text: str, generation: int, wrap_cols: i
 
 # ======================================================================== usage & cost
 def tier_cost(usage: Mapping[str, Any], prices: Mapping[str, ModelPrice]) -> float | None:
-    """USD for one tier bucket {"input","output","model"} with `prices` {model: ModelPrice}."""
+    """USD for one bucket {"input","output","model"} with `prices` {model: ModelPrice}."""
     price = prices.get(str(usage.get("model") or ""))
     if price is None:
         return None
@@ -208,24 +212,39 @@ class TierUsageRow:
 
 @dataclass
 class UsageTable:
-    """The Usage & Cost table: one row per tier, the totals, the models that used tokens unpriced."""
+    """The Usage & Cost table: one row per tier and model, the totals, the models that used
+    tokens unpriced, and the tokens per tier (for the chart)."""
     rows: list[TierUsageRow]
     total_input: int
     total_output: int
     total_cost: float
     unpriced: list[str]
+    per_tier: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def usage_table(tier_usage: Mapping[str, Mapping[str, Any]], prices: Mapping[str, ModelPrice]) -> UsageTable:
-    """Per-tier tokens and estimated USD from `MMAState.mma_tier_usage` and the price table."""
+    """Tokens and estimated USD from `MMAState.mma_tier_usage` and the price table.
+
+    Each model's tokens are priced at that model's price (`models` split of a bucket): after
+    an escalation from a lite model to pro, only pro's tokens cost pro's price.  A tier with
+    no tokens keeps one row (its model, zeros); the chat's row comes last when it was used.
+    """
     rows = []
     unpriced: set[str] = set()
-    for tier in TIERS:
-        u = tier_usage.get(tier) or {}
-        tokens_in, tokens_out = int(u.get("input", 0)), int(u.get("output", 0))
-        cost = tier_cost(u, prices)
-        if cost is None and (tokens_in or tokens_out):
-            unpriced.add(str(u.get("model")))
-        rows.append(TierUsageRow(tier, str(u.get("model", "")), tokens_in, tokens_out, cost))
+    per_tier: dict[str, tuple[int, int]] = {}
+    for tier in (*TIERS, CHAT_USAGE):
+        bucket = tier_usage.get(tier)
+        if bucket is None and tier == CHAT_USAGE:
+            continue
+        bucket = bucket or {}
+        split = {m: r for m, r in per_model_usage(dict(bucket)).items() if r["input"] or r["output"]}
+        if not split:
+            split = {str(bucket.get("model", "")): {"input": 0, "output": 0}}
+        for model, row in split.items():
+            cost = tier_cost({"model": model, **row}, prices)
+            if cost is None and (row["input"] or row["output"]):
+                unpriced.add(model)
+            rows.append(TierUsageRow(tier, model, row["input"], row["output"], cost))
+        per_tier[tier] = (sum(r["input"] for r in split.values()), sum(r["output"] for r in split.values()))
     return UsageTable(rows, sum(r.input for r in rows), sum(r.output for r in rows),
-                      sum(r.cost for r in rows if r.cost is not None), sorted(unpriced))
+                      sum(r.cost for r in rows if r.cost is not None), sorted(unpriced), per_tier)

@@ -293,6 +293,11 @@ class MMAState:
         if e.critical_path is not None:
             self.critical_path = [str(t) for t in e.critical_path]
 
+    def set_chat_usage(self, bucket: dict) -> None:
+        """The Discussion panel's chat billing (GUI thread): the "Chat" row of Usage & Cost."""
+        self.mma_tier_usage = {**self.mma_tier_usage, "Chat": bucket}
+        self.version += 1
+
     def _on_tracks(self, e: events.TracksPlanned) -> None:
         self.tracks = [dict(t) for t in e.tracks]
 

@@ -66,6 +66,8 @@ class DashboardActions(GuardedCalls, Protocol):
     @property
     def engine_running(self) -> bool: ...
     @property
+    def can_abort(self) -> bool: ...
+    @property
     def engine_paused(self) -> bool: ...
     @property
     def has_active_engine(self) -> bool: ...
@@ -144,7 +146,9 @@ def _status_row(mma: MMAState, actions: DashboardActions) -> None:
             actions.ui(actions.resume)
     elif imgui.button("Pause"):
         actions.ui(actions.pause)
+    imgui.end_disabled()
     imgui.same_line()
+    imgui.begin_disabled(not actions.can_abort)        # a running track, or a Tier 1/2 call
     imgui.push_style_color(imgui.Col_.button, imgui.ImVec4(0.55, 0.16, 0.14, 1.0))
     if imgui.button("Abort"):
         widgets.ask(ABORT_POPUP)
@@ -153,8 +157,8 @@ def _status_row(mma: MMAState, actions: DashboardActions) -> None:
     if actions.engine_paused:              # only while running: a finished track is never "paused"
         imgui.same_line()
         imgui.text_colored(theme.RUN_STATUS_COLORS["planning"], "paused: no new tickets start")
-    if widgets.dialog(ABORT_POPUP, "Abort stops every worker of the running track between two stream "
-                      "chunks and cancels its open approvals.",
+    if widgets.dialog(ABORT_POPUP, "Abort cuts the Tier 1/2 call in flight, or stops every worker of the "
+                      "running track between two stream chunks and cancels its open approvals.",
                       ("Abort track",), "Its tickets go back to todo; Resume under Saved tracks runs them "
                       "again later.", danger="Abort track") == "Abort track":
         actions.ui(actions.abort)

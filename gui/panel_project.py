@@ -36,8 +36,8 @@ DIM_COLOR = imgui.ImVec4(*theme.MUTED_TEXT)
 HINT_COLOR = imgui.ImVec4(*theme.HINT_TEXT)
 MODE_HELP = {
     "full": "the file as it is on disk",
-    "skeleton": "imports, signatures, docstrings; bodies become ...",
-    "curated": "skeleton plus full bodies of functions marked # [HOT] or @core_logic",
+    "skeleton": "imports, signatures, doc comments; bodies become ... (Python, JS/TS, Go, Rust, Java, C/C++, C#)",
+    "curated": "skeleton plus full bodies of functions marked [HOT] in a comment (Python: or @core_logic)",
     "outline": "one line per class/function with line ranges",
 }
 

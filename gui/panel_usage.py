@@ -1,10 +1,11 @@
-"""The Usage & Cost window: tokens and estimated USD per tier, a bar chart, the editable price table.
+"""The Usage & Cost window: tokens and estimated USD per tier and model, a bar chart, the price table.
 
 `draw(state, actions, view)`: `state` is the `MMAState` (`mma_tier_usage`);
 `actions` (`UsageActions`, satisfied by `gui_2.App`) gives the project's price
 table (edited in place, USD per 1M tokens) and the commands; `view`
 (`UsageView`, created by `gui/layout.py`) holds the *Add price* text box.
-The table's numbers come from `gui/mma_display.py: usage_table`.
+The table's numbers come from `gui/mma_display.py: usage_table`: one row per tier and model
+(an escalated ticket's tokens are priced at each model's own price), plus the chat's row.
 
 Labels: "prices/##in-<model>", "prices/##out-<model>", "##new_price_model", "Add price", "Save prices".
 """
@@ -18,7 +19,7 @@ from imgui_bundle import imgui, implot
 
 from gui import theme
 from gui.actions import GuardedCalls
-from gui.mma_display import TIERS, usage_table
+from gui.mma_display import usage_table
 from gui.mma_state import MMAState
 from project import ModelPrice
 
@@ -59,11 +60,12 @@ def draw(state: MMAState, actions: UsageActions, view: UsageView) -> None:
         imgui.end_table()
     if table.unpriced:
         imgui.text_colored(theme.HINT_TEXT, "No price for: " + ", ".join(table.unpriced) + " (add it below)")
-    values = np.array([float(r.input) for r in table.rows] + [float(r.output) for r in table.rows],
+    groups = list(table.per_tier)
+    values = np.array([float(table.per_tier[t][0]) for t in groups] + [float(table.per_tier[t][1]) for t in groups],
                       dtype=np.float64)
     if implot.begin_plot("Tokens per tier", imgui.ImVec2(-1, 180)):
         implot.setup_axes("", "tokens", implot.AxisFlags_.auto_fit, implot.AxisFlags_.auto_fit)
-        implot.setup_axis_ticks(implot.ImAxis_.x1, [0.0, 1.0, 2.0, 3.0], list(TIERS))
+        implot.setup_axis_ticks(implot.ImAxis_.x1, [float(i) for i in range(len(groups))], groups)
         implot.setup_legend(implot.Location_.north, implot.LegendFlags_.horizontal | implot.LegendFlags_.outside)
         implot.plot_bar_groups(["input", "output"], values, 0.67)
         implot.end_plot()

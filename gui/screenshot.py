@@ -10,13 +10,23 @@ window's own context (imgui_bundle bundles its own libGLX/libGLdispatch; the
 system libGL would not see that context).
 
 Reading 800x600 costs ~3 ms; PNG encoding (Pillow, compress level 1) ~7 ms.
+
+The hook API names the file, so `check_path` keeps it under the folders the App allows
+(the project and the system temp folder): whoever holds the hook token drives the app, but
+still cannot overwrite files elsewhere.  The PNG is written with `atomic_write_bytes` (a
+fresh temp file in the same folder, then a rename), so a planted symlink is replaced,
+never followed.
 """
 from __future__ import annotations
 
 import ctypes
+import io
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
+
+from atomic_files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +44,9 @@ class ScreenshotError(RuntimeError):
     """The framebuffer could not be read or the PNG not written."""
 
 
-def check_path(path: object) -> Path:
-    """The target of a screenshot request: an absolute `.png` path in an existing folder."""
+def check_path(path: object, allowed_folders: Iterable[str | os.PathLike]) -> Path:
+    """The target of a screenshot request: an absolute `.png` path in an existing folder
+    that is (after resolving symlinks) inside one of `allowed_folders`."""
     if not isinstance(path, str) or not path:
         raise ValueError("screenshot needs \"path\": an absolute file name ending in .png")
     target = Path(path)
@@ -43,7 +54,12 @@ def check_path(path: object) -> Path:
         raise ValueError(f"screenshot path must be absolute and end in .png, got {path!r}")
     if not target.parent.is_dir():
         raise ValueError(f"screenshot folder {str(target.parent)!r} does not exist")
-    return target
+    folder = target.parent.resolve()
+    allowed = [Path(f).resolve() for f in allowed_folders]
+    if not any(folder.is_relative_to(a) for a in allowed):
+        raise ValueError(f"screenshot path {path!r} is outside the allowed folders "
+                         f"({', '.join(str(a) for a in allowed)}); refused")
+    return folder / target.name
 
 
 def _gl_functions() -> tuple:
@@ -71,10 +87,10 @@ def capture(path: Path, width: int, height: int) -> dict:
     read(0, 0, width, height, GL_RGBA, GL_UNSIGNED_BYTE, buf)
     # GL rows run bottom-up: a negative stride flips the image while decoding.
     image = Image.frombuffer("RGBA", (width, height), buf.raw, "raw", "RGBA", 0, -1).convert("RGB")
-    tmp = path.with_name(path.name + ".tmp")
+    png = io.BytesIO()
+    image.save(png, format="PNG", compress_level=1)
     try:
-        image.save(tmp, format="PNG", compress_level=1)
-        os.replace(tmp, path)
+        atomic_write_bytes(path, png.getvalue(), keep_mode=True)
     except OSError as exc:
         raise ScreenshotError(f"could not write {path}: {exc}") from exc
     log.info("screenshot %dx%d saved to %s", width, height, path)

@@ -8,6 +8,8 @@
   in streams from `message_start`, updated by `message_delta` (cumulative counts).
 - Errors map to `providers.base` classes; messages carry the provider's own text, redacted.
 - `ChatRequest.temperature` is ignored: this SDK/API version has no temperature parameter.
+- Abort: the client's httpx client carries our request hook, so a cancel shuts the call's
+  socket down even before the first byte (`sdk_calls.cancellable`).
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ from providers.base import (
     check_cancel,
 )
 from providers.retry import parse_retry_after
-from providers.sdk_calls import map_transport_failure, stream_items
+from providers.sdk_calls import OpenSockets, cancellable, map_transport_failure, stream_items
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,10 @@ class AnthropicAdapter:
         self._sdk = anthropic
         self._key = key
         self.base_url = base_url or os.environ.get(BASE_URL_ENV) or None
-        kwargs: dict[str, Any] = {"api_key": key, "max_retries": 0}
+        self._sockets = OpenSockets()
+        kwargs: dict[str, Any] = {"api_key": key, "max_retries": 0,
+                                  # the SDK's own defaults (limits, keep-alive), plus our request hook
+                                  "http_client": anthropic.DefaultHttpxClient(event_hooks=self._sockets.event_hooks())}
         if self.base_url:
             kwargs["base_url"] = self.base_url
         if timeout:
@@ -73,9 +78,10 @@ class AnthropicAdapter:
     def generate(self, request: ChatRequest, on_chunk: ChunkCallback | None = None) -> ChatResponse:
         check_cancel(request)
         params = self._params(request)
-        if on_chunk is None:
-            return self._generate_once(request, params)
-        return self._generate_stream(request, params, on_chunk)
+        with cancellable(request, self._sockets):
+            if on_chunk is None:
+                return self._generate_once(request, params)
+            return self._generate_stream(request, params, on_chunk)
 
     # ------------------------------------------------------------------ requests
 

@@ -14,10 +14,15 @@ Neutral message shapes (`ChatRequest.messages`):
 """
 from __future__ import annotations
 
+import contextlib
+import itertools
+import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -54,7 +59,8 @@ class ChatRequest:
     tools: list[ToolSpec] = field(default_factory=list)
     max_output_tokens: int = 8192
     temperature: float | None = None
-    # Set by ai_client when the user aborts; adapters check it between chunks.
+    # Set by ai_client when the user aborts; adapters check it between chunks and, when it is a
+    # `CancelSignal`, register with `interrupt_on_cancel` what unblocks their call (a socket).
     cancel_event: threading.Event | None = None
 
 
@@ -126,6 +132,59 @@ class ProviderUnavailableError(ProviderError):
 
 class CancelledByUser(ProviderError):
     pass
+
+
+class CancelSignal(threading.Event):
+    """A cancel flag that also interrupts calls blocked on something other than the flag.
+
+    A check between stream chunks does not help a call waiting for a model's first byte
+    or for a shell command: `set()` therefore also runs every hook registered with
+    `interrupt_with()` (shut the request's socket down, kill the command's process
+    group), on the thread that cancels.  Code that only knows `threading.Event` keeps
+    working: `set()`, `is_set()`, `wait()` and `clear()` are the Event's.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._hooks_lock = threading.Lock()
+        self._hooks: dict[int, Callable[[], object]] = {}
+        self._hook_ids = itertools.count()
+
+    def set(self) -> None:
+        super().set()
+        with self._hooks_lock:
+            hooks = list(self._hooks.values())
+        for hook in hooks:
+            _run_hook(hook)
+
+    @contextlib.contextmanager
+    def interrupt_with(self, hook: Callable[[], object]) -> Iterator[None]:
+        """While the block runs, a cancel calls `hook` (at once if already cancelled)."""
+        with self._hooks_lock:
+            key = next(self._hook_ids)
+            self._hooks[key] = hook
+        try:
+            if self.is_set():
+                _run_hook(hook)
+            yield
+        finally:
+            with self._hooks_lock:
+                self._hooks.pop(key, None)
+
+
+def _run_hook(hook: Callable[[], object]) -> None:
+    try:
+        hook()
+    except Exception:  # one broken hook must not stop the others (or the abort)
+        log.exception("cancel hook %r failed", hook)
+
+
+def interrupt_on_cancel(event: threading.Event | None, hook: Callable[[], object]) -> contextlib.AbstractContextManager:
+    """`event.interrupt_with(hook)` for a `CancelSignal`; nothing for a plain Event or None
+    (that caller only checks the flag between steps)."""
+    if isinstance(event, CancelSignal):
+        return event.interrupt_with(hook)
+    return contextlib.nullcontext()
 
 
 def check_cancel(request: ChatRequest) -> None:

@@ -8,6 +8,8 @@
 - Usage: `promptTokenCount` in, `candidatesTokenCount + thoughtsTokenCount` out (thinking
   tokens are billed as output), from the last response/stream chunk that carries them.
 - Errors map to `providers.base` classes; messages carry the provider's own text, redacted.
+- Abort: the SDK's httpx client gets our request hook (`client_args`), so a cancel shuts the
+  call's socket down even before the first byte (`sdk_calls.cancellable`).
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ from providers.base import (
     check_cancel,
 )
 from providers.retry import parse_retry_after
-from providers.sdk_calls import map_transport_failure, stream_items
+from providers.sdk_calls import OpenSockets, cancellable, map_transport_failure, stream_items
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +68,13 @@ class GeminiAdapter:
         self._errors = genai_errors
         self._key = key
         self.base_url = base_url or os.environ.get(BASE_URL_ENV) or None
+        self._sockets = OpenSockets()
         http_options = types.HttpOptions(
             base_url=self.base_url,
             api_version=api_version,
             timeout=int(timeout * 1000) if timeout else None,
             retry_options=types.HttpRetryOptions(attempts=1),  # ours: providers.retry
+            client_args={"event_hooks": self._sockets.event_hooks()},
         )
         self._client = genai.Client(api_key=key, vertexai=False, http_options=http_options)
         # local call id -> (id the API gave or None, thought signature bytes or None)
@@ -82,9 +86,10 @@ class GeminiAdapter:
         check_cancel(request)
         contents = self._contents(request.messages)
         config = self._config(request)
-        if on_chunk is None:
-            return self._generate_once(request, contents, config)
-        return self._generate_stream(request, contents, config, on_chunk)
+        with cancellable(request, self._sockets):
+            if on_chunk is None:
+                return self._generate_once(request, contents, config)
+            return self._generate_stream(request, contents, config, on_chunk)
 
     # ------------------------------------------------------------------ requests
 

@@ -88,9 +88,14 @@ class MockAdapter:
         title = _short_title(track.strip().splitlines()[0] if track.strip() else "the track", 10)
         marker = " [hard]" if "[hard]" in track else ""
         extra = "".join(f" {m}" for m in ("[tool]", "[write]", "[fail]") if m in track)
+        # With a repo map, the first file listed (the best-ranked) is the context of T1 and T2.
+        prompt = _last_user_text(request)
+        listed = [ln for ln in _extract_block(prompt, "REPO_MAP").splitlines()
+                  if ln.strip() and not ln.startswith((" ", "("))] if "<REPO_MAP>" in prompt else []
+        context = {"context_requirements": listed[:1]} if listed else {}
         tickets = [
-            {"id": "T1", "description": f"Survey the code that '{title}' touches{extra}", "depends_on": []},
-            {"id": "T2", "description": f"Implement: {title}{marker}", "depends_on": ["T1"]},
+            {"id": "T1", "description": f"Survey the code that '{title}' touches{extra}", "depends_on": [], **context},
+            {"id": "T2", "description": f"Implement: {title}{marker}", "depends_on": ["T1"], **context},
             {"id": "T3", "description": f"Write tests for: {title}", "depends_on": ["T1"]},
             {"id": "T4", "description": f"Document and verify: {title}", "depends_on": ["T2", "T3"]},
         ]

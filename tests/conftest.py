@@ -33,3 +33,12 @@ def artifacts_dir():
     path = os.path.join(os.path.dirname(__file__), "..", "test-artifacts")
     os.makedirs(path, exist_ok=True)
     return os.path.abspath(path)
+
+
+@pytest.fixture
+def fake_app():
+    """A FakeApp (tests/test_api_hooks.py): the hook API's App contract, with no window."""
+    from tests.test_api_hooks import FakeApp
+    app = FakeApp()
+    yield app
+    app.close()

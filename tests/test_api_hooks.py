@@ -135,13 +135,6 @@ class FakeApp:
 
 
 @pytest.fixture
-def fake_app():
-    app = FakeApp()
-    yield app
-    app.close()
-
-
-@pytest.fixture
 def server(fake_app):
     srv = HookServer(fake_app, port=0, action_timeout=2.0)
     srv.start()
@@ -156,12 +149,19 @@ def client(server):
     return c
 
 
-def raw(server, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
-    """One HTTP exchange with full control of headers; returns (status, headers, parsed JSON)."""
+def raw(server, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
+        token: bool = True):
+    """One HTTP exchange with full control of headers; returns (status, headers, parsed JSON).
+
+    The server's token goes in `Authorization` unless `token=False` or `headers` has its own;
+    http.client sends `Host: 127.0.0.1:<port>` unless `headers` has one."""
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    headers = dict(headers or {})
+    if token and "Authorization" not in headers:
+        headers["Authorization"] = f"token {server.token}"
     try:
-        conn.putrequest(method, path, skip_accept_encoding=True)
-        for k, v in (headers or {}).items():
+        conn.putrequest(method, path, skip_accept_encoding=True, skip_host="Host" in headers)
+        for k, v in headers.items():
             conn.putheader(k, v)
         conn.endheaders()
         if body:
@@ -175,10 +175,16 @@ def raw(server, method: str, path: str, body: bytes | None = None, headers: dict
         conn.close()
 
 
-def post_json(server, path: str, payload, extra_headers=None):
+def post_json(server, path: str, payload, extra_headers=None, token: bool = True):
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     headers = {"Content-Type": "application/json", "Content-Length": str(len(body)), **(extra_headers or {})}
-    return raw(server, "POST", path, body, headers)
+    return raw(server, "POST", path, body, headers, token=token)
+
+
+def request_head(server, request_line: str) -> bytes:
+    """The start of a raw request to `server` that passes its owner checks (Host, token)."""
+    return (f"{request_line}\r\nHost: 127.0.0.1:{server.port}\r\n"
+            f"Authorization: token {server.token}\r\n").encode()
 
 
 def assert_still_serving(client):
@@ -431,9 +437,10 @@ def test_missing_content_length_is_411(server, client):
     status, _, body = raw(server, "POST", "/api/gui", None, {"Content-Type": "application/json"})
     assert status == 411 and "Content-Length" in body["error"]
     status, _, body = raw(server, "POST", "/api/gui", b"5\r\n{\"a\":\r\n0\r\n\r\n",
-                          {"Transfer-Encoding": "chunked"})
+                          {"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
     assert status == 411
-    status, _, body = raw(server, "POST", "/api/gui", None, {"Content-Length": "lots"})
+    status, _, body = raw(server, "POST", "/api/gui", None,
+                          {"Content-Type": "application/json", "Content-Length": "lots"})
     assert status == 400 and "Content-Length" in body["error"]
     assert_still_serving(client)
 
@@ -448,8 +455,8 @@ def test_oversized_body_is_413_full_body_sent(server, client):
 def test_oversized_body_is_413_without_reading_it(server, client):
     """Announce 50 MiB, send nothing: the answer comes at once (the server did not try to read it)."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-        sock.sendall(b"POST /api/gui HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 52428800\r\n\r\n")
+        sock.sendall(request_head(server, "POST /api/gui HTTP/1.1")
+                     + b"Content-Type: application/json\r\nContent-Length: 52428800\r\n\r\n")
         sock.shutdown(socket.SHUT_WR)
         data = b""
         while chunk := sock.recv(65536):
@@ -462,7 +469,8 @@ def test_oversized_body_is_413_without_reading_it(server, client):
 
 def test_truncated_body_is_400(server, client):
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-        sock.sendall(b"POST /api/gui HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"action\"")
+        sock.sendall(request_head(server, "POST /api/gui HTTP/1.1")
+                     + b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"action\"")
         sock.shutdown(socket.SHUT_WR)
         data = b""
         while chunk := sock.recv(65536):
@@ -544,9 +552,11 @@ def test_start_logs_url(fake_app, caplog):
     with caplog.at_level(logging.INFO, logger="api_hooks"):
         port = srv.start()
     try:
-        assert port > 0 and srv.url == f"http://127.0.0.1:{port}"
+        assert port > 0 and srv.base_url == f"http://127.0.0.1:{port}"
+        assert srv.url == f"http://127.0.0.1:{port}/?token={srv.token}"
         assert any(f"http://127.0.0.1:{port}" in r.getMessage() and r.levelno >= logging.WARNING
                    for r in caplog.records), "the URL line must reach stderr without logging config"
+        assert not any(srv.token in r.getMessage() for r in caplog.records), "the token was logged"
     finally:
         srv.stop()
 
@@ -588,7 +598,7 @@ def test_ipv6_loopback_when_available(fake_app):
     srv = HookServer(fake_app, host="::1", port=0)
     srv.start()
     try:
-        assert srv.url == f"http://[::1]:{srv.port}"
+        assert srv.base_url == f"http://[::1]:{srv.port}"
         assert ApiHookClient(srv.url).get_status()["ok"] is True
     finally:
         srv.stop()
@@ -701,7 +711,8 @@ def test_real_app_with_hooks_serves_then_closes_on_exit(xvfb_display, tmp_path):
     assert code == 0, f"app exited {code}: {app.tail()}"
     with open(app.out_path, encoding="utf-8") as f:
         assert f.read().splitlines()[0] == f"MMA_HOOKS {url}", "stdout must start with the hook URL line"
-    assert f"hook API listening on {url}" in app.log_text()       # and the log line stays
+    base = url.split("/?")[0]
+    assert f"hook API listening on {base}" in app.log_text()      # and the log line stays (no token)
     with pytest.raises(AppGoneError):
         client.get_status()
 

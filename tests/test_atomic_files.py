@@ -118,3 +118,37 @@ def test_remove_stale_temp_files_with_names_leaves_other_files_alone(tmp_path):
     removed = remove_stale_temp_files(tmp_path, names=("tracks.md",))
     assert [p.name for p in removed] == [".tracks.md.x1y2z3.tmp"]
     assert (tmp_path / ".users-own.notes.tmp").exists()
+
+
+def test_the_sweep_keeps_a_live_writers_temp_file_and_removes_a_dead_ones(tmp_path):
+    """Resume sweeps temp files a kill -9 left; another process still writing keeps its own."""
+    import subprocess
+    import sys
+
+    from atomic_files import remove_stale_temp_files
+    live = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        (tmp_path / f".state.json.{live.pid}-abc123.tmp").write_text("{being written")
+        (tmp_path / f".state.json.{dead.pid}-def456.tmp").write_text("{left by a kill -9")
+        (tmp_path / f".state.json.{os.getpid()}-ghi789.tmp").write_text("{this process, another thread")
+        removed = remove_stale_temp_files(tmp_path)
+        assert [p.name for p in removed] == [f".state.json.{dead.pid}-def456.tmp"]
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+            [f".state.json.{live.pid}-abc123.tmp", f".state.json.{os.getpid()}-ghi789.tmp"])
+    finally:
+        live.stdin.close()
+        live.wait(10)
+
+
+def test_temp_files_carry_the_writers_pid(tmp_path, monkeypatch):
+    seen = []
+    real_replace = atomic_files.os.replace
+
+    def spy(src, dst):
+        seen.append(Path(src).name)
+        real_replace(src, dst)
+    monkeypatch.setattr(atomic_files.os, "replace", spy)
+    atomic_write_text(tmp_path / "state.json", "{}")
+    assert seen and seen[0].startswith(f".state.json.{os.getpid()}-") and seen[0].endswith(".tmp")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHES = ("events", "scheduler", "frame", "skeleton", "startup", "memory")
+BENCHES = ("events", "scheduler", "frame", "skeleton", "languages", "startup", "memory")
 
 
 @pytest.fixture(scope="module")

@@ -231,6 +231,44 @@ def test_modes_give_different_token_estimates(root, make_state):
     assert "class Greeter  [" in state.bundle.markdown and "def greet  [" in state.bundle.markdown
 
 
+def test_typescript_and_go_files_show_views_with_token_counts(root, make_state):
+    """Issue 18: a .ts and a .go file added in the Project panel get skeleton / curated /
+    outline views with their own token counts, like a Python file."""
+    (root / "web").mkdir()
+    (root / "web" / "cart.ts").write_text(
+        "/**\n * A shopping cart.\n * It keeps the items and their prices.\n * Totals are in cents.\n */\n"
+        "export class Cart {\n  private items: number[] = [];\n"
+        "  // [HOT] pricing rules live here\n  total(): number {\n"
+        "    return this.items.reduce((sum, price) => sum + price, 0);\n  }\n"
+        "  add(price: number): void {\n    if (price < 0) throw new Error('negative price');\n"
+        "    this.items.push(price);\n  }\n}\n")
+    (root / "server.go").write_text(
+        "package main\n\n// Server answers requests.\n// It is safe for concurrent use.\n// Start it with Run.\n"
+        "type Server struct {\n\tAddr string\n}\n\n// Run serves until the context ends.\n"
+        "func (s *Server) Run() error {\n\tfmt.Println(\"listening on\", s.Addr)\n\treturn nil\n}\n")
+    state = make_state(root)
+    assert state.add_file("web/cart.ts") and state.add_file("server.go")
+    estimates: dict[str, dict[str, int]] = {"web/cart.ts": {}, "server.go": {}}
+    for mode in ("full", "curated", "skeleton", "outline"):
+        assert state.set_file_mode(0, mode) and state.set_file_mode(1, mode)
+        state.poll()
+        for row in state.file_rows:
+            assert row.mode == mode and not row.errors
+            estimates[row.path][mode] = row.tokens
+        markdown = state.bundle.markdown
+        if mode == "skeleton":
+            assert "total(): number { /* ... */ }" in markdown and "func (s *Server) Run() error { /* ... */ }" in markdown
+            assert "```typescript" in markdown and "```go" in markdown
+        if mode == "curated":
+            assert "this.items.reduce" in markdown and "negative price" not in markdown
+        if mode == "outline":
+            assert "class Cart  [" in markdown and "method Server.Run  [" in markdown
+    for path, by_mode in estimates.items():
+        assert by_mode["full"] > by_mode["skeleton"] > by_mode["outline"] > 0, (path, by_mode)
+        assert by_mode["full"] >= by_mode["curated"] >= by_mode["skeleton"], (path, by_mode)
+    assert estimates["web/cart.ts"]["curated"] > estimates["web/cart.ts"]["skeleton"]
+
+
 def test_refresh_is_lazy_and_reuses_the_cache(root, make_state):
     state = make_state(root, disk_check_interval=3600)
     state.add_file("app.py", "skeleton")

@@ -478,8 +478,10 @@ def test_errors_inside_bodies_exact_mode_reports_them_elided_mode_may_not():
 
 
 def test_unknown_language_and_mode_are_rejected():
-    with pytest.raises(ValueError, match="unsupported language"):
+    with pytest.raises(ValueError, match="reads Python only"):
         ASTParser("rust")
+    with pytest.raises(ValueError, match="unsupported language"):
+        file_cache.parser_for("cobol")
     parser = ASTParser()
     with pytest.raises(ValueError, match="unknown view mode"):
         parser.view(parser.parse("x = 1\n"), "summary")
@@ -585,6 +587,7 @@ def test_non_python_files_pass_through_in_every_mode(tmp_path: Path):
     for mode in file_cache.MODES:
         view = cache.get_view(doc, mode)
         assert view.text == doc.read_text() and not view.has_errors
+        assert view.note == ("" if mode == "full" else f"no {mode} view for .md files; full text")
     assert cache.stats()["parses"] == 0
 
 
@@ -639,7 +642,8 @@ def test_cli_skeleton_prints_each_file(tmp_path: Path, capsys: pytest.CaptureFix
     b.write_text("plain")
     assert cmd_skeleton([str(a), str(b)]) == 0
     out = capsys.readouterr()
-    assert out.out == f"# ==== {a} ====\ndef f():\n    ...\n# ==== {b} ====\nplain\n"
+    assert out.out == (f"# ==== {a} ====\ndef f():\n    ...\n"
+                       f"# ==== {b} ==== (no skeleton view for .txt files; full text)\nplain\n")
     assert out.err == ""
 
 

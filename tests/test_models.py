@@ -44,4 +44,18 @@ def test_tier_usage_add_and_snapshot_is_a_copy():
     u.add("Tier 1", 5, 2)
     snap = u.snapshot()
     snap["Tier 1"]["input"] = 999
-    assert u["Tier 1"] == {"input": 5, "output": 2, "model": "m1"}
+    snap["Tier 1"]["models"]["m1"]["input"] = 999
+    assert u["Tier 1"] == {"input": 5, "output": 2, "model": "m1", "models": {"m1": {"input": 5, "output": 2}}}
+
+
+def test_tier_usage_keeps_tokens_per_model_and_restores_old_ledgers():
+    u = new_tier_usage({"Tier 3": "lite"})
+    u.add("Tier 3", 10, 4)                     # no model: the tier's current one
+    u.add("Tier 3", 3, 1, "pro")               # after an escalation
+    assert u["Tier 3"]["input"] == 13 and u["Tier 3"]["model"] == "pro"
+    assert u["Tier 3"]["models"] == {"lite": {"input": 10, "output": 4}, "pro": {"input": 3, "output": 1}}
+    resumed = new_tier_usage({"Tier 3": "lite"})
+    resumed.restore({"Tier 3": {"input": 20, "output": 5, "model": "pro",            # saved before
+                                "models": {"lite": {"input": 15, "output": 4}}}})     # rows were complete
+    assert resumed["Tier 3"]["models"] == {"lite": {"input": 15, "output": 4}, "pro": {"input": 5, "output": 1}}
+    assert (resumed["Tier 3"]["input"], resumed["Tier 3"]["model"]) == (20, "pro")

@@ -14,6 +14,7 @@ import tools
 from providers.base import ToolSpec
 from tools import ToolError, describe, execute, needs_approval
 from tools import files as tool_files
+from tools import search as tool_search
 from tools import shell as tool_shell
 
 
@@ -219,7 +220,7 @@ def test_search_text_literal_with_line_numbers(proj):
 def test_search_text_regex(proj):
     out = run("search_text", {"pattern": r"^def \w+\(", "regex": True}, proj)
     assert out.splitlines() == ["src/app.py:4: def main():", "src/pkg/util.py:1: def helper(x):"]
-    with pytest.raises(ToolError, match="invalid regular expression"):
+    with pytest.raises(ToolError, match="invalid or unsupported regular expression"):
         run("search_text", {"pattern": "(unclosed", "regex": True}, proj)
     with pytest.raises(ToolError, match="pattern is empty"):
         run("search_text", {"pattern": ""}, proj)
@@ -248,13 +249,13 @@ def test_search_text_skips_binary_noise_dirs_and_cuts_long_lines(proj):
         (proj / noise / "x.txt").write_text("needle\n")
     (proj / "long.txt").write_text("needle" + "z" * 1000 + "\n")
     out = run("search_text", {"pattern": "needle"}, proj)
-    assert out.splitlines() == [f"long.txt:1: needle{'z' * (tool_files.SEARCH_LINE_CHARS - 6)} [line cut]"]
+    assert out.splitlines() == [f"long.txt:1: needle{'z' * (tool_search.SEARCH_LINE_CHARS - 6)} [line cut]"]
     # an explicit path into a skipped dir is still searchable
     assert run("search_text", {"pattern": "needle", "path": ".git"}, proj) == ".git/x.txt:1: needle"
 
 
 def test_search_text_skips_oversized_files(proj, monkeypatch):
-    monkeypatch.setattr(tool_files, "SEARCH_MAX_FILE_BYTES", 100)
+    monkeypatch.setattr(tool_search, "SEARCH_MAX_FILE_BYTES", 100)
     (proj / "huge.txt").write_text("needle\n" * 50)
     out = run("search_text", {"pattern": "needle"}, proj)
     assert out == "no matches for 'needle' in '.'\n[skipped 1 file(s) larger than 100 bytes]"

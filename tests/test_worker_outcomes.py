@@ -158,7 +158,7 @@ async def test_outcome_abort_during_the_spawn_approval_leaves_the_ticket_todo(mo
     engine, status, seen = await run_one(monkeypatch, send, answer_spawn=lambda e, _p: e.abort())
     a = engine.dag.tickets["A"]
     assert status == "aborted" and a.status == TODO and a.retry_count == 0
-    assert a.blocked_reason == "aborted by the user"
+    assert a.blocked_reason == "aborted"
     assert responses(seen) == ["aborted"]
 
 

@@ -3,7 +3,8 @@
 This is the end-to-end check that every Tier 3 worker's output reaches the GUI (a 'Tier 3'
 stream per ticket in `mma_streams`, not only the planner's 'Tier 1' one).  It starts
 `gui_2.py` as a subprocess under Xvfb with `--enable-test-hooks --hook-port 0`, reads the hook
-URL from the `MMA_HOOKS http://127.0.0.1:<port>` line it prints on stdout, and talks to it only through `api_hooks.ApiHookClient`:
+URL (with the run's token) from the `MMA_HOOKS http://127.0.0.1:<port>/?token=<t>` line it prints on
+stdout, and talks to it only through `api_hooks.ApiHookClient`:
 
   1. app up and healthy          /status ok, frames advancing, the right provider
   2. project and epic set        project_dir is ours; set_value mma_epic_input
@@ -17,7 +18,9 @@ URL from the `MMA_HOOKS http://127.0.0.1:<port>` line it prints on stdout, and t
                                  the comms log in /api/session has every tier's calls
   9. screenshot                  the hook `screenshot` action: the app's own window, 800x600,
                                  showing the completed run (test-artifacts/visual_sim_mma_v2_<variant>.png;
-                                 `..._parallel.png` is taken in stage 7 with T2 and T3 both waiting)
+                                 `..._parallel.png` is taken in stage 7 with T2 and T3 both waiting;
+                                 the app writes it to a temp folder, the only place besides the
+                                 project it may write screenshots, and the sim copies it over)
 
 and always stops the app with SIGTERM (it must exit 0), SIGKILL only as a fallback.
 
@@ -35,8 +38,10 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -58,7 +63,8 @@ MARKER = "SIMMARK-7F3A"
 EPIC = ("Add a small notes feature to the project so that users can keep and find "
         "their notes quickly [write]")
 NOTES_FILE = "MMA_NOTES.md"
-HOOK_LINE_RE = re.compile(r"^MMA_HOOKS (http://127\.0\.0\.1:\d+)\s*$")   # gui_2.main prints it on stdout
+# gui_2.main prints it on stdout: the URL with the run's token, which every request needs
+HOOK_LINE_RE = re.compile(r"^MMA_HOOKS (http://127\.0\.0\.1:\d+/\?token=[A-Za-z0-9._~-]+)\s*$")
 STAGE_TIMEOUT = 60.0
 WINDOW = (800, 600)
 
@@ -68,7 +74,7 @@ WINDOW = (800, 600)
 # ------------------------------------------------------------------------------------------
 class AppProcess:
     """`gui_2.py` in a subprocess; output teed to log files; the hook URL read from the
-    `MMA_HOOKS http://127.0.0.1:<port>` line the app prints on stdout."""
+    `MMA_HOOKS http://127.0.0.1:<port>/?token=<t>` line the app prints on stdout."""
 
     def __init__(self, argv: list[str], env: dict[str, str], log_dir: str, name: str):
         self.argv, self.env = argv, env
@@ -447,8 +453,11 @@ class Simulation:
         """The app's own window, as the next frame rendered it (the hook `screenshot` action)."""
         from PIL import Image
         path = os.path.join(self.artifacts_dir, f"{name}.png")
-        result = self.client.post_action({"action": "screenshot", "path": path}, wait=True)
-        assert result["ok"] is True and result["path"] == path, result
+        with tempfile.TemporaryDirectory() as tmp:
+            shot = os.path.join(tmp, f"{name}.png")
+            result = self.client.post_action({"action": "screenshot", "path": shot}, wait=True)
+            assert result["ok"] is True and result["path"] == os.path.realpath(shot), result
+            shutil.copyfile(shot, path)
         with Image.open(path) as img:
             size, colors = img.size, img.getcolors(maxcolors=1 << 16)
         assert size == (result["width"], result["height"]) == WINDOW, f"screenshot {size}, window {WINDOW}"
@@ -461,7 +470,7 @@ def run_visual_sim(variant_name: str, display: str, artifacts_dir: str, project_
     name = f"visual_sim_mma_v2_{variant_name}"
     with provider_variant(variant_name) as variant:
         env = {**os.environ, **variant.env, "DISPLAY": display}
-        env.pop("MMA_TEST_HOOKS", None)
+        env.pop("MMA_HOOK_TOKEN", None)          # a fresh random token, read from the start-up line
         argv = [sys.executable, os.path.join(REPO, "gui_2.py"), "--enable-test-hooks", "--hook-port", "0",
                 "--provider", variant.provider, "--project", project_dir,
                 "--window-size", "{}x{}".format(*WINDOW), "--no-ini"]

@@ -29,7 +29,10 @@ Faults (`inject(kind, count=1, match=None)` queue first, then the probabilistic 
   is cut short of its Content-Length); "stream_error" -> part of an SSE stream, then the
   provider's in-stream error event (Gemini `{"error":...}` chunk, Anthropic `event: error`
   overloaded_error); "slow" -> delay between chunks; "malformed" -> a 200 with an invalid
-  JSON body / SSE event.
+  JSON body / SSE event; "hang" -> no byte at all (not even the status line) until the client
+  closes the connection, the emulator stops or `delay` seconds pass (default `HANG_S`); the
+  request's `disconnected` then says whether the client went away (an abort that reached the
+  socket) and nothing is billed.
 
 Only ever binds 127.0.0.1.  Run as a process for subprocess tests:
     python -m tests.wire_emulator --port 0      # prints "WIRE_EMULATOR http://127.0.0.1:<port>"
@@ -42,6 +45,7 @@ import logging
 import math
 import random
 import re
+import select
 import signal
 import socket
 import sys
@@ -64,7 +68,8 @@ _ANTHROPIC_PATH = re.compile(r"^/v1/messages$")
 _AUTH_HEADERS = {"authorization", "x-api-key", "x-goog-api-key", "proxy-authorization"}
 
 ERROR_KINDS = {"400", "401", "403", "404", "429", "500", "502", "503", "529"}
-FAULT_KINDS = ERROR_KINDS | {"truncate", "stream_error", "slow", "malformed"}
+FAULT_KINDS = ERROR_KINDS | {"truncate", "stream_error", "slow", "malformed", "hang"}
+HANG_S = 60.0                  # how long a "hang" fault holds the first byte back by default
 
 _GEMINI_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
                   404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL",
@@ -111,6 +116,7 @@ class RecordedRequest:
     stream: bool
     fault: str | None = None   # the fault applied to this request, if any
     auth_present: bool = False
+    disconnected: bool = False  # a "hang": the client closed the connection while waiting
 
 
 @dataclass
@@ -418,6 +424,7 @@ class WireEmulator:
         self.retry_after = retry_after
         self.slow_delay = slow_delay
         self._lock = threading.RLock()   # re-entrant: match predicates may call back in
+        self._arrived = threading.Condition(self._lock)   # notified on every recorded request
         self._requests: list[RecordedRequest] = []
         self._billed: dict[str, dict[str, int]] = {}
         self._scripts: list[tuple[str | None, Reply | Callable[..., Reply]]] = []
@@ -485,9 +492,10 @@ class WireEmulator:
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; one of {sorted(FAULT_KINDS)}")
         with self._lock:
+            default_delay = HANG_S if kind == "hang" else self.slow_delay
             self._faults.append(_Injected(kind, count, match, provider,
                                           self.retry_after if retry_after is None else retry_after,
-                                          self.slow_delay if delay is None else delay))
+                                          default_delay if delay is None else delay))
 
     def reset(self) -> None:
         with self._lock:
@@ -515,7 +523,33 @@ class WireEmulator:
         b = self.billed
         return (sum(v["input_tokens"] for v in b.values()), sum(v["output_tokens"] for v in b.values()))
 
+    def wait_for_requests(self, count: int, timeout: float = 10.0,
+                          where: Callable[[RecordedRequest], bool] | None = None) -> list[RecordedRequest]:
+        """Block until at least `count` requests (matching `where`) have arrived; return them.
+        Raises TimeoutError naming how many came."""
+        def matching() -> list[RecordedRequest]:
+            return [r for r in self._requests if where is None or where(r)]
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: len(matching()) >= count, timeout):
+                raise TimeoutError(f"{len(matching())} of {count} request(s) arrived within {timeout} s")
+            return matching()
+
     # -- internals
+    def _hang(self, h: _Handler, delay: float) -> bool:
+        """Send nothing until the client closes the connection (True), the emulator stops or
+        `delay` passes (False).  The connection is closed afterwards."""
+        h.close_connection = True
+        h.responded = True
+        readable, _w, _x = select.select([h.connection], [], [], delay)
+        if not readable or self._server is None:     # timed out, or the emulator is stopping
+            return False
+        try:
+            gone = h.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            gone = True
+        log.debug("wire emulator: hung request ended, client %s", "gone" if gone else "still there")
+        return gone
+
     def _next_id(self, prefix: str) -> str:
         with self._lock:
             self._ids += 1
@@ -607,6 +641,7 @@ class WireEmulator:
                                  auth_present=bool(auth_value))
         with self._lock:
             self._requests.append(record)
+            self._arrived.notify_all()
 
         if not isinstance(body, dict):
             self._send_error(h, provider, 400, "request body is not a JSON object")
@@ -625,6 +660,9 @@ class WireEmulator:
 
         fault = self._take_fault(provider, model, body)
         record.fault = fault.kind if fault else None
+        if fault is not None and fault.kind == "hang":
+            record.disconnected = self._hang(h, fault.delay)
+            return
         if fault is not None and fault.kind in ERROR_KINDS:
             status = int(fault.kind)
             extra = {"Retry-After": fault.retry_after} if status == 429 and fault.retry_after != "" else {}

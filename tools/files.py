@@ -1,4 +1,4 @@
-"""File tools: read, list, search, skeleton (read-only) and write, patch (need approval).
+"""File tools: read, list, skeleton (read-only) and write, patch (need approval); search is tools/search.py.
 
 Every function takes the *resolved* project root and confines each path with
 `resolve_in_root`.  Outputs are bounded so one tool call can never flood the
@@ -11,9 +11,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
-import re
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,15 +23,8 @@ log = logging.getLogger(__name__)
 
 READ_LIMIT_BYTES = 200_000        # read_file / file_skeleton output
 LIST_LIMIT_ENTRIES = 1_000        # list_directory
-SEARCH_RESULTS_CAP = 1_000        # hard upper bound for search_text max_results
-SEARCH_LINE_CHARS = 400           # a matching line is cut to this many characters
-SEARCH_MAX_FILE_BYTES = 4_000_000  # larger files are skipped by search_text
 DIFF_LIMIT_CHARS = 200_000        # describe(): diff shown in the approval dialog
 BINARY_SNIFF_BYTES = 8_192        # a NUL byte in this prefix marks a file as binary
-SKIP_DIRS = frozenset({
-    ".git", ".hg", ".svn", ".venv", "venv", "__pycache__", "node_modules",
-    ".mypy_cache", ".pytest_cache", ".hypothesis", ".tox", ".ruff_cache",
-})
 
 
 # ----------------------------------------------------------------- helpers
@@ -47,13 +38,13 @@ def _require_file(target: Path, user_path: str) -> None:
         raise ToolError(f"{user_path!r} is not a regular file")
 
 
-def _is_binary(prefix: bytes) -> bool:
+def is_binary(prefix: bytes) -> bool:
     return b"\x00" in prefix[:BINARY_SNIFF_BYTES]
 
 
 def _refuse_binary(fh, user_path: str) -> None:
     """Raise ToolError when the open file `fh` looks binary; leaves it positioned at the start."""
-    if _is_binary(fh.read(BINARY_SNIFF_BYTES)):
+    if is_binary(fh.read(BINARY_SNIFF_BYTES)):
         size = os.fstat(fh.fileno()).st_size
         raise ToolError(f"{user_path!r} looks like a binary file ({size} bytes); not shown")
     fh.seek(0)
@@ -184,97 +175,6 @@ def _describe_entry(root: Path, entry: os.DirEntry) -> str:
     except OSError as exc:
         log.debug("cannot stat %s: %s", entry.path, exc)
         return f"{entry.name} [unreadable: {exc.strerror or exc}]"
-
-
-# -------------------------------------------------------------- search_text
-
-def search_text(root: Path, pattern: str, path: str = ".", regex: bool = False,
-                max_results: int = 100) -> str:
-    """Matching lines as `path:line: text` (paths relative to the root).
-
-    Walks `path` without following symlinked directories, skips SKIP_DIRS,
-    binary files, files over SEARCH_MAX_FILE_BYTES, and symlinked files that
-    point outside the root.
-    """
-    if pattern == "":
-        raise ToolError("pattern is empty")
-    max_results = min(max_results, SEARCH_RESULTS_CAP)
-    matches: Callable[[str], object]     # truthy when the line matches
-    if regex:
-        try:
-            compiled = re.compile(pattern)
-        except re.error as exc:
-            raise ToolError(f"invalid regular expression {pattern!r}: {exc}") from exc
-        matches = compiled.search
-    else:
-        def contains_pattern(line: str) -> bool:
-            return pattern in line
-        matches = contains_pattern
-    target = resolve_in_root(root, path)
-    if not target.exists():
-        raise ToolError(f"path {path!r} does not exist")
-
-    results: list[str] = []
-    skipped_large = 0
-    capped = False
-    for file_path in _walk_files(root, target):
-        try:
-            size = file_path.stat().st_size
-            if size > SEARCH_MAX_FILE_BYTES:
-                skipped_large += 1
-                continue
-            with open(file_path, "rb") as fh:
-                if _is_binary(fh.read(BINARY_SNIFF_BYTES)):
-                    continue
-                fh.seek(0)
-                rel = display_path(root, file_path)
-                for lineno, raw in enumerate(fh, start=1):
-                    line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-                    if not matches(line):
-                        continue
-                    if len(results) >= max_results:
-                        capped = True
-                        break
-                    if len(line) > SEARCH_LINE_CHARS:
-                        line = line[:SEARCH_LINE_CHARS] + " [line cut]"
-                    results.append(f"{rel}:{lineno}: {line}")
-        except OSError as exc:
-            log.debug("search_text skips %s: %s", file_path, exc)
-            continue
-        if capped:
-            break
-
-    if not results:
-        out = f"no matches for {pattern!r} in {path!r}"
-    else:
-        out = "\n".join(results)
-    if capped:
-        out += f"\n[results capped at {max_results}; narrow the pattern or the path]"
-    if skipped_large:
-        out += f"\n[skipped {skipped_large} file(s) larger than {SEARCH_MAX_FILE_BYTES} bytes]"
-    return out
-
-
-def _walk_files(root: Path, target: Path):
-    """Files under `target` in sorted order, confined to the root (lexical paths, not resolved)."""
-    if target.is_file():
-        yield target
-        return
-    for dirpath, dirnames, filenames in os.walk(target, followlinks=False, onerror=_log_walk_error):
-        # os.walk never descends into symlinked dirs with followlinks=False; prune the noise dirs too.
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
-        base = Path(dirpath)
-        for name in sorted(filenames):
-            file_path = base / name
-            if file_path.is_symlink() and not is_inside(root, file_path):
-                log.debug("search_text does not follow %s out of the root", file_path)
-                continue
-            if file_path.is_file():
-                yield file_path
-
-
-def _log_walk_error(exc: OSError) -> None:
-    log.debug("search_text cannot read directory: %s", exc)
 
 
 # ------------------------------------------------------------ file_skeleton

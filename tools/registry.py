@@ -14,13 +14,14 @@ from __future__ import annotations
 import logging
 import os
 import reprlib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from providers.base import ToolSpec
-from tools import files, shell
+from tools import files, search, shell
 from tools.errors import ToolError
 from tools.paths import display_path, resolve_in_root, resolve_root
 
@@ -147,15 +148,16 @@ _TOOLS: dict[str, _Tool] = {t.name: t for t in (
     ),
     _Tool(
         "search_text",
-        "Search the project's text files for a string (or a Python regular expression when regex is true). "
+        "Search the project's text files for a string (or, when regex is true, an RE2 regular expression: "
+        "Python re syntax without backreferences or lookaround; at most 1 s of searching). "
         "Returns 'path:line: text' lines. Skips binary files and .git, .venv, __pycache__, node_modules.",
         (_Param("pattern", _string("Text to find (case-sensitive), or a regex if regex is true.")),
          _Param("path", _string("File or directory to search, relative to the project root; default '.'."), "."),
          _Param("regex", {"type": "boolean", "description": "Treat pattern as a regular expression; default false."},
                 False),
-         _Param("max_results", {"type": "integer", "minimum": 1, "maximum": files.SEARCH_RESULTS_CAP,
+         _Param("max_results", {"type": "integer", "minimum": 1, "maximum": search.SEARCH_RESULTS_CAP,
                                 "description": "Maximum number of matching lines; default 100."}, 100)),
-        False, files.search_text, _describe_search,
+        False, search.search_text, _describe_search,
     ),
     _Tool(
         "file_skeleton",
@@ -193,6 +195,9 @@ _TOOLS: dict[str, _Tool] = {t.name: t for t in (
     ),
 )}
 
+# Tools that block for long and take a `cancel` event (the session's abort) to stop early.
+_CANCELLABLE = frozenset({"run_shell"})
+
 TOOL_SPECS: list[ToolSpec] = [tool.spec() for tool in _TOOLS.values()]
 TOOL_NAMES: tuple[str, ...] = tuple(_TOOLS)
 
@@ -225,11 +230,13 @@ def describe(name: str, args: Any, root: str | os.PathLike) -> dict:
         return {**base, "summary": _fallback_summary(name, args), "error": f"internal error: {exc}"}
 
 
-def execute(name: str, args: Any, root: str | os.PathLike, *, approved: bool = False) -> str:
+def execute(name: str, args: Any, root: str | os.PathLike, *, approved: bool = False,
+            cancel: threading.Event | None = None) -> str:
     """Run tool `name` with `args` in project `root`; returns the text for the model.
 
     Raises `ToolError` for an unknown tool, bad arguments, a path outside the
     root, a missing file, or an approval-requiring tool without `approved=True`.
+    `cancel` (the session's abort) stops a running shell command.
     """
     tool = _lookup(name)
     if tool.needs_approval and approved is not True:
@@ -238,6 +245,8 @@ def execute(name: str, args: Any, root: str | os.PathLike, *, approved: bool = F
     values = _validate(tool, args)
     root_path = resolve_root(root)
     log.info("tool %s %s", name, _fallback_summary(name, values))
+    if cancel is not None and tool.name in _CANCELLABLE:
+        values["cancel"] = cancel
     try:
         return tool.run(root_path, **values)
     except OSError as exc:

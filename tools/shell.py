@@ -10,7 +10,8 @@ How a command runs
   the whole group gets SIGKILL and the model is told "timed out after N s",
   with whatever output arrived.  When the command finishes, any background
   job it left in the group is killed too: nothing a model starts outlives the
-  approved call (unless the command itself detaches with `setsid`).
+  approved call (unless the command itself detaches with `setsid`).  An abort
+  (the session's `cancel` event) kills the group at once, the same way.
 * stdout and stderr are read by two threads that keep only the first
   OUTPUT_HEAD_BYTES and the last OUTPUT_TAIL_BYTES of each stream, so a
   runaway command costs bounded memory; the cut is marked
@@ -33,6 +34,7 @@ import subprocess
 import threading
 from pathlib import Path
 
+from providers.base import interrupt_on_cancel
 from tools.errors import ToolError
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ ALWAYS_STRIPPED = frozenset({"BASH_ENV", "ENV"})
 OUTPUT_HEAD_BYTES = 16 * 1024
 OUTPUT_TAIL_BYTES = 48 * 1024     # head + tail = 64 KB kept per stream
 READER_JOIN_S = 5.0               # wait this long for the pipes to drain after the process ends
+CANCEL_JOIN_S = 0.2               # ... and this long when the user aborted
 MAX_TIMEOUT_S = 3600
 
 
@@ -122,7 +125,7 @@ def _exit_text(code: int) -> str:
     return f"exit code: {code}"
 
 
-def run_shell(root: Path, command: str, timeout_s: float = 60) -> str:
+def run_shell(root: Path, command: str, timeout_s: float = 60, cancel: threading.Event | None = None) -> str:
     if not command.strip():
         raise ToolError("command is empty")
     env = scrubbed_env()
@@ -142,7 +145,8 @@ def run_shell(root: Path, command: str, timeout_s: float = 60) -> str:
         reader.start()
     timed_out = False
     try:
-        code = proc.wait(timeout=timeout_s)
+        with interrupt_on_cancel(cancel, lambda: _kill_group(proc.pid)):
+            code = proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         timed_out = True
         log.warning("run_shell timed out after %ss, killing process group %d", timeout_s, proc.pid)
@@ -155,8 +159,9 @@ def run_shell(root: Path, command: str, timeout_s: float = 60) -> str:
     else:
         _kill_group(proc.pid)  # background jobs left in the group do not outlive the call
     stuck = False
-    for reader in readers:
-        reader.join(READER_JOIN_S)
+    cancelled = cancel is not None and cancel.is_set() and not timed_out
+    for reader in readers:       # an abort does not wait long for a detached process's pipes
+        reader.join(CANCEL_JOIN_S if cancelled else READER_JOIN_S)
         stuck = stuck or reader.is_alive()
     if stuck:
         log.warning("run_shell: a detached process still holds the output pipes of %r", command)
@@ -165,7 +170,11 @@ def run_shell(root: Path, command: str, timeout_s: float = 60) -> str:
         proc.stderr.close()
 
     out, err = readers[0].text(), readers[1].text()
-    if timed_out:
+    if cancelled:
+        log.info("run_shell cancelled by the user: %s", command)
+        header = "cancelled by the user: the command was killed (whole process group)"
+        labels = ("--- stdout (partial) ---", "--- stderr (partial) ---")
+    elif timed_out:
         header = f"timed out after {timeout_s:g} s: the command was killed (whole process group)"
         labels = ("--- stdout (partial) ---", "--- stderr (partial) ---")
     else:

@@ -34,7 +34,8 @@ def mock_env(monkeypatch, tmp_path):
     monkeypatch.setenv("MMA_MOCK_CHUNK_DELAY", "0")
     monkeypatch.delenv("MMA_PROVIDER", raising=False)
     monkeypatch.setenv("MMA_CREDENTIALS_FILE", str(tmp_path / "no-credentials.toml"))
-    for key in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "ANTHROPIC_API_KEY", "MMA_TEST_HOOKS"):
+    for key in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "ANTHROPIC_API_KEY", "MMA_TEST_HOOKS",
+                "MMA_HOOK_TOKEN"):
         monkeypatch.delenv(key, raising=False)
 
 

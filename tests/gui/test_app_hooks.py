@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import shutil
 import threading
 
 import pytest
@@ -66,9 +67,7 @@ def test_context_panel_buttons_click_through_the_app(app):
 
 
 def test_screenshot_action_captures_the_rendered_window(xvfb_display, app, tmp_path, artifacts_dir):
-    path = os.path.join(artifacts_dir, "app_hooks_screenshot.png")
-    if os.path.exists(path):
-        os.remove(path)
+    path = str(tmp_path / "app_hooks_screenshot.png")      # the temp folder: one of the two allowed
     for bad in ("relative.png", str(tmp_path / "x.jpg"), str(tmp_path / "no-such-dir" / "x.png"), 7):
         with pytest.raises(ValueError):
             app.submit_action({"action": "screenshot", "path": bad}).result(0)
@@ -84,7 +83,8 @@ def test_screenshot_action_captures_the_rendered_window(xvfb_display, app, tmp_p
         seen["result"] = fut.result(0)
     run_gui(app, test)
     result = seen["result"]
-    assert result["ok"] and result["path"] == path and result["frame"] > seen["frame"]
+    assert result["ok"] and result["path"] == os.path.realpath(path) and result["frame"] > seen["frame"]
+    shutil.copyfile(path, os.path.join(artifacts_dir, "app_hooks_screenshot.png"))   # for people to look at
     with Image.open(path) as img:
         assert img.size == WINDOW == (result["width"], result["height"])
         pixels = img.convert("RGB")
@@ -93,6 +93,22 @@ def test_screenshot_action_captures_the_rendered_window(xvfb_display, app, tmp_p
         top = pixels.crop((0, 0, WINDOW[0], 60)).getcolors(maxcolors=1 << 16)
     assert colors is None or len(colors) > 50, "the screenshot is nearly blank"
     assert any(r > 200 and g > 170 and b < 120 for _n, (r, g, b) in top), "no banner text at the top"
+
+
+def test_screenshot_writes_only_under_the_project_or_the_temp_folder(app, tmp_path):
+    """Whoever holds the hook token still cannot make the app write a PNG elsewhere: a folder
+    outside both (the file system root), or a symlink in the temp folder that leads out."""
+    (tmp_path / "way_out").symlink_to("/")
+    for outside in ("/mma_desk_shot.png", str(tmp_path / "way_out" / "mma_desk_shot.png")):
+        fut = app.submit_action({"action": "screenshot", "path": outside})
+        with pytest.raises(ValueError, match="outside the allowed folders"):
+            fut.result(0)
+    assert not os.path.exists("/mma_desk_shot.png")
+    inside = app.submit_action({"action": "screenshot", "path": str(app.project_dir / "shot.png")})
+    app.frame_start()                      # accepted and queued for the next frame's capture
+    assert app.hooks.pending and not inside.done()
+    app.hooks.close()
+    assert isinstance(inside.exception(0), concurrent.futures.CancelledError)
 
 
 def test_comms_log_is_in_the_session_snapshot(app):

@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import sys
+import urllib.parse
 
 import events
 import project as project_mod
@@ -27,7 +28,7 @@ def _start_app(tmp_path, display: str, name: str, env_extra: dict | None = None)
 
 
 def _port_closed(url: str) -> bool:
-    port = int(url.rsplit(":", 1)[1])
+    port = urllib.parse.urlsplit(url).port
     with socket.socket() as s:
         s.settimeout(0.5)
         return s.connect_ex(("127.0.0.1", port)) != 0

@@ -79,15 +79,19 @@ def test_main_runs_max_frames_and_exits_zero(xvfb_display, mock_env, tmp_path):
 
 
 def test_hook_api_drives_a_full_run(xvfb_display, mock_env, tmp_path):
-    """MMA_TEST_HOOKS=1 + --hook-port 0: the announced URL serves the App's hook interface."""
+    """--enable-test-hooks + --hook-port 0 + MMA_HOOK_TOKEN: the announced URL carries the chosen
+    token and serves the App's hook interface."""
     from api_hooks import ApiHookClient
     from tests.visual_sim_mma_v2 import AppProcess
-    env = {**os.environ, "DISPLAY": xvfb_display, "MMA_TEST_HOOKS": "1"}
-    argv = [sys.executable, os.path.join(REPO, "gui_2.py"), "--project", str(tmp_path / "p"),
+    token = "sim-token-0123456789abcdef"
+    env = {**os.environ, "DISPLAY": xvfb_display, "MMA_HOOK_TOKEN": token}
+    argv = [sys.executable, os.path.join(REPO, "gui_2.py"), "--project", str(tmp_path / "p"), "--enable-test-hooks",
             "--provider", "mock", "--hook-port", "0", "--window-size", "640x480", "--no-ini"]
     app = AppProcess(argv, env, str(tmp_path), "full_run").start()
     try:
-        c = ApiHookClient(app.wait_url(60), timeout=10)
+        url = app.wait_url(60)
+        assert url.endswith(f"/?token={token}"), url
+        c = ApiHookClient(url, timeout=10)
         assert c.wait_for_server(30)
         c.set_value("mma_epic_input", "Add a --quiet flag")
         c.set_value("auto_approve", True)
