@@ -38,6 +38,12 @@ _FENCE_LANG = {".py": "python", ".pyi": "python", ".pyw": "python", ".md": "mark
                ".hh": "cpp", ".hxx": "cpp"}
 _FENCE_BY_LANGUAGE = {"cpp": "cpp", "c": "c"}    # a `.h` file is fenced as what it turned out to be
 _SKIP_DIRS = frozenset({"__pycache__", "node_modules"})
+# MMA Desk's own folders at the project root: a glob matches in them only when it names them
+# (`conductor/**/*.md`); `**/*` must not pull the app's track state into the context.
+APP_DIRS = frozenset({"conductor"})
+# ...and its own files at the root: the project file holds the discussion, which the context
+# already carries.
+APP_FILE_PREFIXES = ("mma_project.toml", ".mma_project.")
 DISCUSSION_ROLES = ("user", "assistant", "system")
 _BACKTICKS = re.compile("`{3,}")
 
@@ -146,9 +152,14 @@ def _expand(item: ContextItem, root: Path, errors: list[ContextError]) -> list[t
             errors.append(ContextError("files", spec, "glob outside the project root"))
             return []
     found = []
+    first = Path(pattern).parts[0] if Path(pattern).parts else ""
     for match in root.glob(pattern):
         rel_parts = match.relative_to(root).parts[:-1]
         if any(p.startswith(".") or p in _SKIP_DIRS for p in rel_parts) or not match.is_file():
+            continue
+        if rel_parts and rel_parts[0] in APP_DIRS and first != rel_parts[0]:
+            continue
+        if not rel_parts and match.name.startswith(APP_FILE_PREFIXES):
             continue
         resolved = match.resolve()
         if resolved.is_relative_to(root):
@@ -156,6 +167,11 @@ def _expand(item: ContextItem, root: Path, errors: list[ContextError]) -> list[t
     if not found:
         errors.append(ContextError("files", spec, "glob matched no files"))
     return sorted(found)
+
+
+def expand_item(item: ContextItem, root: Path, errors: list[ContextError]) -> list[tuple[Path, bool]]:
+    """The files one item names, as `build_context` expands it: (resolved path, explicit?)."""
+    return _expand(item, Path(root).resolve(), errors)
 
 
 def _as_item(item: ContextItem | str | Sequence) -> ContextItem:
@@ -173,7 +189,8 @@ def build_context(items: Iterable[ContextItem | str | Sequence], screenshots: It
     """Assemble what a model receives; never raises for a missing file, reports it in `errors`.
 
     A file named by several items appears once: an explicit path beats a glob match, otherwise
-    the first item wins.  Glob matches skip hidden directories, `__pycache__` and `node_modules`.
+    the first item wins.  Glob matches skip hidden directories, `__pycache__`, `node_modules`
+    and the app's own `conductor/` (unless the glob starts with it) and project files.
     """
     root_path = Path(root).resolve()
     cache = cache or FileCache()

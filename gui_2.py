@@ -83,7 +83,6 @@ class App(PipelineCommands, ChangesCommands):
         # Session logs (JSON Lines, redacted) go where the headless CLI puts them.
         ai_client.configure(session_log_dir=session_log_dir(self.project_dir))
         self.mma = MMAState()
-        self.mma_epic_input = ""
         self.stats = FrameStats()
         self.max_frames: int | None = None
         self.hook_server: HookServer | None = None
@@ -92,11 +91,17 @@ class App(PipelineCommands, ChangesCommands):
         self.views: dict[str, Any] = {}         # what the window chrome showed this frame ("top_bar"), GUI thread
         self._closed = False
         self._quit_requested = False
+        self.quit_prompt = False                # File > Quit could not save: the dialog is open
         self._runner_params = None
         self._focus_approvals = False
 
         # -- the context panels' state owns the one ProjectConfig and the chat ---------------
-        self.ctx = ContextState(self.project_dir, provider)
+        # Background builds keep frames coming while a large glob is measured; autosave keeps
+        # what the user curates across restarts however the app is closed (gui/autosave.py).
+        self.ctx = ContextState(self.project_dir, provider, background_builds=True, autosave=True)
+        self.mma_epic_input = self.ctx.config.epic
+        self._epic_loads = self.ctx.project_loads     # the load the epic box belongs to
+        self._epic_synced = self.mma_epic_input         # the box's text last synced with a project
         self.comms_log = CommsLog()
         self.comms_log.install()
         cfg = self.project
@@ -279,7 +284,7 @@ class App(PipelineCommands, ChangesCommands):
     # ==================================================================== per frame
     def is_busy(self) -> bool:
         """Anything in flight that should keep frames coming (idling off)."""
-        return (self.mma.busy or self.ctx.busy or self.mcp.busy or self.futures_in_flight > 0
+        return (self.mma.busy or self.ctx.busy or self.mcp.busy or self.ctx.building or self.futures_in_flight > 0
                 or not self._pending_gui_tasks.empty() or self.hooks.pending)
 
     def workers_busy(self) -> int:
@@ -293,6 +298,7 @@ class App(PipelineCommands, ChangesCommands):
         self.check_futures()
         self.changes.poll()
         self.mma.prune_resolved()
+        self.sync_epic()
         self.ctx.poll()
         self.mcp.poll()
         if self.ctx.chat_usage_version != self._chat_usage_seen:
@@ -338,7 +344,7 @@ class App(PipelineCommands, ChangesCommands):
                 "idling_enabled": self.idling_enabled}
 
     # ==================================================================== window
-    def build_runner_params(self, window_size: tuple[int, int] = DEFAULT_WINDOW_SIZE, *,
+    def build_runner_params(self, window_size: tuple[int, int] | None = DEFAULT_WINDOW_SIZE, *,
                             ini_disable: bool = False, max_frames: int | None = None,
                             title: str = APP_TITLE):
         """RunnerParams + AddOnsParams for `immapp.run` (or `immapp.testing.run`)."""
@@ -347,7 +353,7 @@ class App(PipelineCommands, ChangesCommands):
         self._runner_params = rp
         return rp, addons
 
-    def run(self, window_size: tuple[int, int] = DEFAULT_WINDOW_SIZE, *, ini_disable: bool = False,
+    def run(self, window_size: tuple[int, int] | None = DEFAULT_WINDOW_SIZE, *, ini_disable: bool = False,
             max_frames: int | None = None) -> None:
         from imgui_bundle import immapp
         rp, addons = self.build_runner_params(window_size, ini_disable=ini_disable, max_frames=max_frames)
@@ -358,6 +364,7 @@ class App(PipelineCommands, ChangesCommands):
         if self._closed:
             return
         self._closed = True
+        self.ctx.cancel_markdown_waiters()
         for approval in list(self.mma.pending_approvals.values()):
             if approval.future is not None:
                 approval.future.cancel()
@@ -380,6 +387,10 @@ class App(PipelineCommands, ChangesCommands):
         self.engine_thread.stop()
         log.info("engine thread stopped")
         self.comms_log.uninstall()
+        self.sync_epic()
+        recovered = self.ctx.flush_on_exit()       # hot exit: nothing the user curated is lost
+        if recovered is not None:
+            log.warning("unsaved project written to %s (the project file could not be saved)", recovered)
         self.ctx.close()
         self.changes.close()
         self.mcp.close()
@@ -417,8 +428,9 @@ def _parser() -> argparse.ArgumentParser:
                         "in the printed MMA_HOOKS URL (MMA_HOOK_TOKEN chooses it)")
     p.add_argument("--hook-port", type=int, default=DEFAULT_HOOK_PORT,
                    help=f"hook API port (default {DEFAULT_HOOK_PORT}; 0 picks a free one)")
-    p.add_argument("--window-size", type=_window_size, default=DEFAULT_WINDOW_SIZE, metavar="WxH",
-                   help="initial window size, e.g. 1280x800")
+    p.add_argument("--window-size", type=_window_size, default=None, metavar="WxH",
+                   help="initial window size, e.g. 1280x800 (default: as last time, else "
+                        f"{DEFAULT_WINDOW_SIZE[0]}x{DEFAULT_WINDOW_SIZE[1]})")
     p.add_argument("--max-frames", type=int, default=None, metavar="N",
                    help="exit after N frames (smoke tests)")
     p.add_argument("--no-ini", action="store_true", help="do not read or write the window layout file")
@@ -466,7 +478,8 @@ def main(argv: list[str] | None = None) -> int:
             app.hook_server = server
             server.start()
             print(f"{HOOK_URL_PREFIX} {server.url}", flush=True)  # noqa: T201  (scripts read the URL from stdout)
-        app.run(args.window_size, ini_disable=args.no_ini, max_frames=args.max_frames)
+        window_size = args.window_size if args.window_size is not None or not args.no_ini else DEFAULT_WINDOW_SIZE
+        app.run(window_size, ini_disable=args.no_ini, max_frames=args.max_frames)
     finally:
         app.shutdown()
         for sig, handler in previous.items():

@@ -68,10 +68,16 @@ log = logging.getLogger(__name__)
 __all__ = [
     "ConductorEngine", "run_worker_lifecycle", "confirm_spawn", "confirm_execution", "parse_json_tickets",
     "WorkerOutcome", "OutcomeKind", "worker_stream_id", "build_worker_prompt", "TIER3_SYSTEM",
-    "TIER4_STREAM", "DEFAULT_APPROVAL_TIMEOUT",
+    "TIER4_STREAM", "tier4_stream_id", "DEFAULT_APPROVAL_TIMEOUT",
 ]
 
 TIER4_STREAM = "Tier 4 (QA)"
+
+
+def tier4_stream_id(ticket_id: str) -> str:
+    """The stream of one ticket's Tier 4 diagnosis ("Tier 4 (QA): T2")."""
+    return f"{TIER4_STREAM}: {ticket_id}"
+
 # State updates (events and the on-disk save) are coalesced to at most one per interval:
 # snapshotting a 1,000-ticket track on every completion made the engine O(n^2).
 STATE_EMIT_INTERVAL_S = 0.05
@@ -179,20 +185,29 @@ class ConductorEngine(WorkspaceSteps):
 
     # -- Tier 4 (runs in the pool; returns instead of writing the ticket) ----------------
     def _diagnose(self, ticket_id: str, description: str, reason: str) -> ai_client.SendResult | None:
-        """A short diagnosis of a failed ticket, streamed to the Tier 4 stream."""
+        """A short diagnosis of a failed ticket, streamed to its own Tier 4 stream, which
+        ends with a `Response` like a worker's (done, or error with what streamed)."""
+        sid = tier4_stream_id(ticket_id)
+
         def stream(chunk: str) -> None:
-            events.emit(self.event_queue, events.StreamChunk(TIER4_STREAM, chunk))
+            events.emit(self.event_queue, events.StreamChunk(sid, chunk))
+
         def book(model: str, usage: Usage) -> None:
             self.add_usage("Tier 4", usage.input_tokens, usage.output_tokens, model)
-        stream(f"\n\n**{ticket_id}**: ")
         try:
-            return ai_client.analyse_failure(f"Ticket {ticket_id}: {description}\nFailure: {reason}",
-                                             provider=self.settings.provider,
-                                             model=self.settings.models.model_for("Tier 4"),
-                                             stream_callback=stream, cancel_event=self._cancel, on_usage=book)
+            result = ai_client.analyse_failure(f"Ticket {ticket_id}: {description}\nFailure: {reason}",
+                                               provider=self.settings.provider,
+                                               model=self.settings.models.model_for("Tier 4"),
+                                               stream_callback=stream, cancel_event=self._cancel, on_usage=book)
         except ProviderError as exc:
             log.warning("Tier 4 diagnosis for %s failed: %s", ticket_id, exc.user_message())
+            events.emit(self.event_queue, events.Response(exc.partial_text or "", sid, "error", ticket_id))
             return None
+        except BaseException:          # e.g. cancelled: the stream still ends, the engine sees the error
+            events.emit(self.event_queue, events.Response("", sid, "error", ticket_id))
+            raise
+        events.emit(self.event_queue, events.Response(result.text, sid, "done", ticket_id))
+        return result
 
     # -- control from any thread ---------------------------------------------------
     def _on_loop(self, fn: Callable[[], None]) -> None:

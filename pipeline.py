@@ -40,6 +40,14 @@ from track_workspace import TrackWorkspace
 
 log = logging.getLogger(__name__)
 
+TRACK_CONTEXT_FILE = "context.md"      # the curated context a track was planned with
+
+
+def track_context_path(project_dir: str | Path, track_id: str) -> Path:
+    """`conductor/tracks/<id>/context.md`: written once when the track first saves; a resume
+    runs its workers with it, not with whatever the context panels hold by then."""
+    return Path(project_dir) / "conductor" / "tracks" / track_id / TRACK_CONTEXT_FILE
+
 
 class PlanningAborted(PlanningError):
     """The user aborted a Tier 1/2 call (Abort, Ctrl-C, quitting)."""
@@ -72,6 +80,7 @@ class Pipeline:
         # "auto": each track in its own git worktrees when the project is in a repository, else with
         # read-only tools (track_workspace.py); "off": workers write into the project folder itself.
         self.workspace_mode = "auto"
+        self._context_saved: set[str] = set()    # tracks whose context.md exists
         self._save_errors: set[str] = set()      # messages already shown by save()
 
     # -- helpers -------------------------------------------------------------------
@@ -212,6 +221,12 @@ class Pipeline:
                 log.error("saving track %s: %s", engine.track.id, exc)
                 self._emit(events.ErrorEvent(f"could not save track {engine.track.id}: {exc}",
                                              "fix the file named above; the run goes on"))
+        if engine.track.id not in self._context_saved:
+            path = track_context_path(self.project_dir, engine.track.id)
+            if not path.exists():
+                from atomic_files import atomic_write_text
+                atomic_write_text(path, self.md_content)
+            self._context_saved.add(engine.track.id)
 
     def _repo_map(self, track: Track) -> repo_map.RepoMap:
         """The project's repo map for Tier 2, at the budget the project file sets now."""
@@ -294,11 +309,17 @@ class Pipeline:
         last run here has not stopped.  A ticket keeps the retry count, and so the model, it
         had reached; a blocked one gets a fresh retry budget (resuming is the user's "try
         again").  The track keeps its own epic and its usage ledger continues from the file.
+        The workers get the context the track was planned with (`context.md` in its folder);
+        a track saved without one runs with `md_content` as set by the caller.
         """
         import conductor_io
         self._bind_queue(asyncio.get_running_loop())
         with self._claimed("Resume track", track_id, "resume") as claim:
             track, usage = conductor_io.load_track_state(self.project_dir, track_id)
+            stored = track_context_path(self.project_dir, track_id)
+            if stored.is_file():
+                self.md_content = stored.read_text(encoding="utf-8")
+                self._context_saved.add(track_id)
             extras = conductor_io.load_track_extras(self.project_dir, track_id)
             saved_epic = extras.get("epic")
             self._epics[track.id] = saved_epic if isinstance(saved_epic, str) else ""

@@ -133,6 +133,7 @@ class ProjectConfig:
     prices: dict[str, ModelPrice] = field(default_factory=default_prices)
     qa: QaConfig = field(default_factory=QaConfig)     # [qa]: the check run after merges (track_qa.py)
     mcp_servers: list[McpServerConfig] = field(default_factory=list)   # [[mcp_servers]]
+    epic: str = ""                 # the MMA Dashboard's epic box (kept across restarts)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -385,7 +386,7 @@ def _price(table: dict, key: str, where: str) -> float:
 
 
 _TOP_KEYS = ("name", "provider", "files", "screenshots", "discussions", "discussion_order",
-             "active_discussion", "models", "budgets", "prices", "qa", "mcp_servers")
+             "active_discussion", "models", "budgets", "prices", "qa", "mcp_servers", "epic")
 
 
 def _mcp_servers(raw: Any) -> list[McpServerConfig]:
@@ -419,6 +420,7 @@ def config_from_dict(data: dict, root: str | Path) -> ProjectConfig:
         prices=_prices(data["prices"]) if "prices" in data else default_prices(),
         qa=_qa(data.get("qa", {})),
         mcp_servers=_mcp_servers(data.get("mcp_servers", [])),
+        epic=_get(data, "epic", str, "", "", "a string"),
         extra=_rest(data, _TOP_KEYS))
     if cfg.active_discussion not in cfg.discussions:
         if cfg.active_discussion:   # tolerate a hand-typed name: start it empty
@@ -431,6 +433,7 @@ def config_from_dict(data: dict, root: str | Path) -> ProjectConfig:
 def config_to_dict(cfg: ProjectConfig) -> dict:
     data = {
         "name": cfg.name, "provider": cfg.provider, "active_discussion": cfg.active_discussion,
+        "epic": cfg.epic or None,      # left out while empty
         "discussion_order": list(cfg.discussions),
         "screenshots": list(cfg.screenshots),
         "files": [{**f.extra, "path": f.path, "mode": f.mode} for f in cfg.files],

@@ -13,6 +13,7 @@ defines), so mypy checks both the mixin's uses and App's definitions.
 """
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import logging
 from collections.abc import Callable, Coroutine
@@ -25,7 +26,7 @@ import events
 import multi_agent_conductor as mac
 import project as project_mod
 from gui.context_state import session_log_dir
-from planning import TIER2_STREAM
+from pipeline import track_context_path
 from providers.catalog import TierModels
 from run_settings import RunSettings
 
@@ -60,6 +61,9 @@ class PipelineCommands:
     _project_switch_noted: Path | None
     _quit_requested: bool
     _runner_params: hello_imgui.RunnerParams | None
+    quit_prompt: bool
+    _epic_loads: int
+    _epic_synced: str
 
     if TYPE_CHECKING:
         @property
@@ -77,23 +81,31 @@ class PipelineCommands:
                              "wait for it to finish or press Abort")
 
     def context_markdown(self) -> str:
-        """The curated context (files, screenshots, discussion) the tiers receive."""
+        """The curated context (files, screenshots, discussion) the tiers receive (waits for a
+        build in flight; the buttons use `ctx.markdown_when_ready()` instead)."""
         self.ctx.refresh()
         return self.ctx.bundle.markdown if self.ctx.bundle is not None else ""
 
     def plan_epic(self) -> dict:
-        """Plan Epic: Tier 1 turns the epic into proposed tracks."""
+        """Plan Epic: Tier 1 turns the epic into proposed tracks (with the curated context,
+        awaited on the engine loop if it is still being measured)."""
         epic = self.mma_epic_input.strip()
         if not epic:
             raise ValueError("the epic is empty: describe what you want built")
         self._require_idle("plan an epic")
+        self.mma.new_run("plan")
         self.mma.tracks = []
         self.mma.accepted_track_ids.clear()
         self.mma.mma_streams.pop("Tier 1", None)
         self.mma.mma_status, self.mma.active_tier = "planning", "Tier 1"
         self.mma.version += 1
-        self._submit("Plan epic", self.pipeline.plan(epic, self.context_markdown()), reported_by_pipeline=True)
+        self._submit("Plan epic", self._plan_when_ready(epic, self.ctx.markdown_when_ready()),
+                     reported_by_pipeline=True)
         return {"submitted": "plan", "epic": epic}
+
+    async def _plan_when_ready(self, epic: str, markdown: concurrent.futures.Future[str]) -> Any:
+        """On the engine loop: wait for the measured context, then Tier 1."""
+        return await self.pipeline.plan(epic, await asyncio.wrap_future(markdown))
 
     def accept_track(self, track_id: str | None = None) -> dict:
         """Accept: Tier 2 turns the track into tickets, then the engine runs them."""
@@ -106,8 +118,8 @@ class PipelineCommands:
         offer = self.workspace_gate(tid)          # gui/changes.py: uncommitted changes? ask first
         if offer is not None:
             return {"needs_answer": offer["kind"], "track_id": tid}
+        self.mma.start_track(tid, str(track.get("title") or tid))
         self.mma.accepted_track_ids.add(tid)
-        self.mma.mma_streams.pop(TIER2_STREAM, None)
         self.mma.mma_status, self.mma.active_tier = "planning", "Tier 2"
         self.mma.version += 1
         self._active_track_id = tid
@@ -201,10 +213,9 @@ class PipelineCommands:
                              "(it was imported or planned but never run)")
         if saved["status"] == "completed":
             raise ValueError(f"track {tid!r} is already completed: nothing to resume")
-        # The ticket table and the worker tabs are the resumed track's from now on (ticket
-        # ids repeat across tracks: an old "T2" tab would otherwise collect the new T2's chunks).
-        for sid in [s for s in self.mma.mma_streams if s.startswith(("Tier 3", "Tier 4"))]:
-            del self.mma.mma_streams[sid]
+        # The ticket table and the stream tabs are the resumed track's from now on (ticket ids
+        # repeat across tracks: the previous track's tabs move to its own group in Tier Streams).
+        self.mma.start_track(tid, str(saved["title"] or tid))
         self.mma.accepted_track_ids.add(tid)
         self.mma.active_track = {"id": tid, "title": saved["title"], "status": saved["status"]}
         self.mma.active_tickets, self.mma.critical_path = [], []
@@ -213,15 +224,30 @@ class PipelineCommands:
         self._active_track_id = tid
         self._step_mode_local.clear()
         log.info("resuming track %s (%d/%d tickets done)", tid, saved["tickets_done"], saved["tickets_total"])
-        self._submit("Resume track", self._resume_and_run(tid, self.context_markdown()), reported_by_pipeline=True)
-        return {"submitted": "resume_track", "track_id": tid,
+        stored = track_context_path(self.project_dir, tid)
+        if stored.is_file():
+            context = "saved"
+            size = stored.stat().st_size
+            self.mma.notice = (f"Resumed with the context the track was planned with "
+                               f"({size:,} bytes, {stored.relative_to(self.project_dir).as_posix()})")
+            markdown: concurrent.futures.Future[str] = concurrent.futures.Future()
+            markdown.set_result("")             # unused: Pipeline.resume reads the saved one
+        else:
+            context = "current"
+            bundle = self.ctx.bundle
+            tokens = bundle.total_tokens if bundle is not None else 0
+            self.mma.notice = (f"This track has no saved context: its workers use the current context "
+                               f"(~{tokens:,} tokens from the Project panel)")
+            markdown = self.ctx.markdown_when_ready()
+        self._submit("Resume track", self._resume_and_run(tid, markdown), reported_by_pipeline=True)
+        return {"submitted": "resume_track", "track_id": tid, "context": context,
                 "tickets_done": saved["tickets_done"], "tickets_total": saved["tickets_total"]}
 
-    async def _resume_and_run(self, track_id: str, md_content: str) -> str:
+    async def _resume_and_run(self, track_id: str, markdown: concurrent.futures.Future[str]) -> str:
         """On the engine loop: load the saved track and run its remaining tickets.  A failure
         (a damaged state.json, the track busy in another process) is shown by the pipeline,
         which leaves the dashboard idle."""
-        self.pipeline.md_content = md_content
+        self.pipeline.md_content = await asyncio.wrap_future(markdown)
         return await self.pipeline.resume(track_id)
 
     # ---------------------------------------------------------------- the running track
@@ -270,8 +296,9 @@ class PipelineCommands:
 
     @property
     def engine_paused(self) -> bool:
+        """Paused, and still running: a finished track is never shown as paused."""
         engine = self.active_engine
-        return bool(engine is not None and engine.execution.paused)
+        return bool(engine is not None and engine.status == "running" and engine.execution.paused)
 
     @property
     def has_active_engine(self) -> bool:
@@ -325,6 +352,11 @@ class PipelineCommands:
         return self.run_settings.auto_queue
 
     @property
+    def approval_timeout_s(self) -> float:
+        """How long a worker waits for an approval before it gives up."""
+        return self.run_settings.approval_timeout
+
+    @property
     def tier_models(self) -> dict[str, Any]:
         """The next run's models in the `[models]` table shape."""
         return self.run_settings.models.to_config()
@@ -361,7 +393,10 @@ class PipelineCommands:
     def apply_tier_models(self) -> dict:
         """Use the tier model inputs for the next track (a running track keeps its models)."""
         models = self.tier_models_from_inputs()
-        self.project.models = {**self.project.models, **models.to_config()}
+        new = {**self.project.models, **models.to_config()}
+        if new != self.project.models:
+            self.project.models = new
+            self.ctx.note_unsaved()
         self.use_run_settings(self.run_settings.replace(models=models))
         return {"tier_models": models.to_config()}
 
@@ -413,9 +448,11 @@ class PipelineCommands:
         self.project_dir = new_dir
         ai_client.configure(session_log_dir=session_log_dir(new_dir))
         self._adopt_project_settings(self.ctx.current_provider, new_dir)
-        self.mma.tracks = []
-        self.mma.accepted_track_ids.clear()
-        self.mma.version += 1
+        # The dashboard shows the new project from now on: no old track, tickets, streams,
+        # approvals or errors (the epic box already shows its epic: sync_epic).
+        self.mma.reset_view()
+        self._active_track_id = None
+        self._step_mode_local.clear()
         log.info("MMA pipeline now on project %s", new_dir)
         self.refresh_saved_tracks()
         return True
@@ -431,8 +468,37 @@ class PipelineCommands:
         return {"saved": str(self.project.path)}
 
     # ---------------------------------------------------------------- the window
+    def quit_from_menu(self) -> None:
+        """File > Quit / Ctrl+Q: save what is unsaved, then close.  If the project file cannot
+        take the changes, ask first (Save anyway / Discard and quit / Cancel)."""
+        self.sync_epic()
+        if self.ctx.unsaved and not self.ctx.flush():
+            self.quit_prompt = True
+            return
+        self.request_quit()
+
+    def discard_and_quit(self) -> None:
+        """The quit dialog's *Discard and quit*: the unsaved changes are dropped on purpose."""
+        self.ctx.autosave.unsaved = False
+        self.quit_prompt = False
+        self.request_quit()
+
+    def sync_epic(self) -> None:
+        """The epic box is part of the project file (autosaved like the rest).  After Open or
+        Reload the box shows the loaded project's epic (the old text must not leak into it)."""
+        if self._epic_loads != self.ctx.project_loads:
+            self._epic_loads = self.ctx.project_loads
+            if self.mma_epic_input == self._epic_synced:      # untouched since: show the new one's
+                self.mma_epic_input = self._epic_synced = self.project.epic
+                return
+        if self.mma_epic_input != self.project.epic:
+            self.project.epic = self.mma_epic_input
+            self.ctx.note_unsaved()
+        self._epic_synced = self.mma_epic_input
+
     def request_quit(self) -> None:
-        """Close the window at the end of this frame (File > Quit, btn_quit, SIGTERM/SIGINT)."""
+        """Close the window at the end of this frame (btn_quit, SIGTERM/SIGINT, and File > Quit
+        once saved).  Whatever is unsaved is flushed by `shutdown()` on the way out."""
         self._quit_requested = True
         rp = self._runner_params
         if rp is not None:

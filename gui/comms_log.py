@@ -147,7 +147,7 @@ class CommsLog:
             tokens_in=usage.get("input_tokens"), tokens_out=usage.get("output_tokens"),
             preview=_preview(kind, payload), entry=entry, haystack="")
         body = json.dumps(payload, ensure_ascii=False, default=str)
-        row.haystack = " ".join((row.direction, kind, provider, row.model, body)).lower()
+        row.haystack = " ".join((row.direction, kind, provider, row.model, row.label, body)).lower()
         return row
 
     def set_filter(self, *, kind: str | None = None, provider: str | None = None,
@@ -170,6 +170,14 @@ class CommsLog:
             return False
         text = self.filter_text.strip().lower()
         return not text or all(word in row.haystack for word in text.split())
+
+    @property
+    def filtering(self) -> bool:
+        return bool(self.filter_kind or self.filter_provider or self.filter_direction or self.filter_text.strip())
+
+    def reset_filters(self) -> None:
+        """Show every row again (the filter row's *Reset filters*, the warning's *Show all*)."""
+        self.set_filter(kind="", provider="", direction="", text="")
 
     def visible(self) -> list[CommsRow]:
         if self._visible is None:

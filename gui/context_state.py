@@ -6,7 +6,11 @@ box, the provider/model pickers and one chat `ai_client.Session`.  It has no
 imgui import, so every behaviour is unit-testable without a window.  Pieces:
 
 - `gui/file_items.py`  `FileItems` (mixin): files, modes, screenshots, token
-  estimates, the context bundle and the budget;
+  estimates, the context bundle and the budget (built on `gui/context_build.py`'s
+  builder thread in background mode);
+- `gui/chat_send.py`   `ChatSending` (mixin): Send with the budget rules of
+  `gui/send_check.py`, Regenerate, the reply stream;
+- `gui/autosave.py`    `Autosave`: the project file saves itself (hot exit);
 - `gui/chat.py`        `ChatWorker`: the send on its own thread, results via a SimpleQueue;
 - `gui/comms_log.py`   `CommsLog`, the comms log the Comms window shows.
 
@@ -26,6 +30,7 @@ project starts a new chat session logging there.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import logging
 import os
@@ -37,13 +42,25 @@ from pathlib import Path
 from typing import Any
 
 import ai_client
+from atomic_files import atomic_write_text
 from file_cache import FileCache
+from gui import send_check
+from gui.autosave import Autosave, recovery_path
 from gui.chat import ChatWorker
+from gui.chat_send import ChatSending
 from gui.file_items import TYPING_SETTLE_S, FileItems
-from gui.mma_display import CHAT_USAGE
+from gui.file_tree import FileTree
 from headless import SESSION_LOG_DIR
 from models import TierUsage
-from project import PROJECT_FILE, PROVIDERS, DiscussionEntry, ProjectFileError, load_project_or_last_good, save_project
+from project import (
+    PROJECT_FILE,
+    PROVIDERS,
+    DiscussionEntry,
+    ProjectFileError,
+    dumps_project,
+    load_project_or_last_good,
+    save_project,
+)
 from providers import catalog
 from providers.credentials import redact
 
@@ -52,7 +69,7 @@ log = logging.getLogger(__name__)
 MAX_ERRORS = 50
 HOOK_FIELDS = ("ai_input", "current_provider", "current_model")
 HOOK_ITEMS = ("btn_send", "btn_save_project", "btn_add_file", "btn_remove_file", "btn_stop",
-              "btn_new_discussion")
+              "btn_new_discussion", "btn_regenerate")
 
 
 def session_log_dir(project_dir: str | os.PathLike) -> Path:
@@ -79,9 +96,15 @@ class PanelInputs:
     screenshot_path: str = ""
     open_path: str = ""
     new_discussion_name: str = ""
+    copied_key: str = ""                 # which Copy button said "Copied", and when
+    copied_at: float = 0.0
+    picker_open: bool = False            # the file picker (Browse) and the preview
+    picker_filter: str = ""
+    preview_path: str = ""
+    preview_mode: str = "full"
 
 
-class ContextState(FileItems):
+class ContextState(ChatSending, FileItems):
     """State and actions of the context panels.  Construct on the GUI thread.
 
     Per frame the app calls `poll()` (drains the chat worker's queue, rebuilds
@@ -94,8 +117,15 @@ class ContextState(FileItems):
 
     def __init__(self, project_dir: str | os.PathLike, provider: str | None = None, *,
                  cache: FileCache | None = None, disk_check_interval: float = 1.0,
-                 session: ai_client.Session | None = None):
+                 session: ai_client.Session | None = None, background_builds: bool = False,
+                 autosave: bool = False):
         self.cache = cache or FileCache()
+        # Background mode (the app): context builds, disk checks and previews run on the
+        # context builder's thread and poll() never waits.  Otherwise poll() builds inline.
+        self.background_builds = background_builds
+        self.autosave = Autosave(enabled=autosave)
+        self.pending_send: send_check.SendCheck | None = None   # a Send waiting for the user's word
+        self._trim_future: concurrent.futures.Future[send_check.TrimOffer] | None = None
         self.disk_check_interval = disk_check_interval
         self.errors: deque[UiError] = deque(maxlen=MAX_ERRORS)
         self.ai_input = ""
@@ -134,6 +164,12 @@ class ContextState(FileItems):
         self.project_dir = project_dir.resolve()
         self.config, err = load_project_or_last_good(self.project_dir)
         self.project_loads += 1
+        try:
+            disk = self.config.path.read_bytes() if self.config.path.is_file() else None
+        except OSError:
+            disk = None
+        self.autosave = Autosave(enabled=self.autosave.enabled, delay_s=self.autosave.delay_s, disk_bytes=disk)
+        self.pending_send = None
         self.project_error = str(err) if err else ""
         if err:
             self.add_error("project", str(err))
@@ -142,6 +178,8 @@ class ContextState(FileItems):
         self._bind_session()
         self.editing.clear()
         self.inputs.open_path = str(self.project_dir)
+        self.inputs.preview_path = ""
+        self.file_tree = FileTree(self.project_dir)
         self._reset_items()
 
     def _bind_session(self) -> None:
@@ -181,7 +219,9 @@ class ContextState(FileItems):
                 return model.strip()
         return self.models_for(self.current_provider)[0]
 
-    def open_project(self, project_dir: str | os.PathLike) -> bool:
+    def open_project(self, project_dir: str | os.PathLike, discard_unsaved: bool = False) -> bool:
+        """Open a project folder.  Unsaved changes of the current one are saved first; if
+        that fails the switch is refused (unless `discard_unsaved`), so nothing is lost."""
         path = Path(project_dir).expanduser()
         if not path.is_dir():
             self.add_error("project", f"not a folder: {path}", "give the project's root folder")
@@ -189,33 +229,91 @@ class ContextState(FileItems):
         if self.busy:
             self.add_error("project", "a reply is still streaming", "wait for it or press Stop first")
             return False
+        if self.autosave.unsaved and not discard_unsaved and not self.save(auto=True):
+            self.add_error("project", "not switching: the changes of this project could not be saved",
+                           "press 'Save anyway', or Reload to discard them")
+            return False
         self._load(path)
         log.info("opened project %s", self.project_dir)
         return True
 
     def reload(self) -> bool:
-        return self.open_project(self.project_dir)
+        """Re-read the project file; changes not saved yet are discarded (the panel asks first)."""
+        return self.open_project(self.project_dir, discard_unsaved=True)
 
-    def save(self, overwrite_broken: bool = False) -> bool:
+    def note_unsaved(self) -> None:
+        """Something the project file holds changed: autosave it once the edits settle."""
+        self.autosave.note_change()
+
+    @property
+    def unsaved(self) -> bool:
+        return self.autosave.unsaved
+
+    def save(self, overwrite_broken: bool = False, auto: bool = False) -> bool:
         """Write mma_project.toml.  The provider in use becomes the project's provider (a
-        `--provider`/`MMA_PROVIDER` override sticks once saved); the chat model goes to `[chat]`."""
+        `--provider`/`MMA_PROVIDER` override sticks once saved); the chat model goes to `[chat]`.
+
+        `auto` (autosave, hot exit): a file someone else changed on disk since this session
+        read or wrote it is not overwritten; the error says how to go on."""
         if self.config.provider != self.current_provider:
             self.config.switch_provider(self.current_provider)
         self.config.extra["chat"] = {"provider": self.current_provider, "model": self.current_model}
+        path = self.config.path
+        if auto and not overwrite_broken:
+            try:
+                on_disk = path.read_bytes() if path.is_file() else None
+            except OSError as exc:
+                on_disk = None
+                log.warning("could not read %s before autosaving: %s", path, exc)
+            if on_disk is not None and on_disk != self.autosave.disk_bytes and \
+                    on_disk != dumps_project(self.config).encode("utf-8"):
+                self.save_blocked = True
+                if self.autosave.failed(f"{PROJECT_FILE} was changed on disk by something else"):
+                    self.add_error("project", f"not autosaving: {path} changed on disk since it was loaded",
+                                   "Reload to take the file's version, or 'Save anyway' to overwrite it")
+                return False
         try:
             path = save_project(self.config, overwrite_broken=overwrite_broken)
         except ProjectFileError as exc:
             self.save_blocked = True
-            self.add_error("project", str(exc), "press 'Save anyway' to overwrite it (a .broken-<time> "
-                           "copy is kept), or fix the file and reload")
+            if not auto or self.autosave.failed("the project file on disk is broken"):
+                self.add_error("project", str(exc), "press 'Save anyway' to overwrite it (a .broken-<time> "
+                               "copy is kept), or fix the file and reload")
             return False
         except OSError as exc:
-            self.add_error("project", f"could not save {self.config.path}: {exc}")
+            if not auto or self.autosave.failed(str(exc)):
+                self.add_error("project", f"could not save {self.config.path}: {exc}")
             return False
+        try:
+            written = path.read_bytes()
+        except OSError:
+            written = None
+        self.autosave.saved(written)
+        if auto:
+            self.autosave.saves += 1
         self.save_blocked = False
         self.project_error = ""
-        log.info("saved %s", path)
+        log.info("%s %s", "autosaved" if auto else "saved", path)
         return True
+
+    def flush(self) -> bool:
+        """Save now if anything is unsaved (quit, project switch); returns whether all is saved."""
+        return not self.autosave.unsaved or self.save(auto=True)
+
+    def flush_on_exit(self) -> Path | None:
+        """The last save before the app exits.  If the project file cannot take it, the
+        project goes to a recovery file instead (returned), so quitting never loses work."""
+        if self.flush():
+            return None
+        target = recovery_path(self.project_dir)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(target, dumps_project(self.config))
+        except OSError as exc:
+            log.error("could not write the unsaved project to %s either: %s", target, exc)
+            return None
+        log.warning("the project file could not be saved; the unsaved project is in %s", target)
+        return target
 
     # ------------------------------------------------------------------ errors
     def add_error(self, source: str, message: str, hint: str = "") -> None:
@@ -368,117 +466,59 @@ class ContextState(FileItems):
         self.mark_changed()
         return True
 
-    # ------------------------------------------------------------------ sending
-    def send_message(self) -> bool:
-        """Send `ai_input` with the curated context; the reply streams in through `poll()`."""
-        if self.busy:
-            self.add_error("send", "a reply is still streaming", "wait for it or press Stop")
-            return False
-        text = self.ai_input.strip()
-        if not text:
-            self.add_error("send", "the message box is empty", "type a message first")
-            return False
-        self.refresh(force=self._dirty)
-        bundle = self.bundle
-        assert bundle is not None, "refresh() always leaves a bundle"
-        if bundle.over_budget and not bundle.fits_after_trim:
-            log.warning("sending %d tokens into a %d-token limit", bundle.total_tokens, self.context_limit)
-        images = [{"mime_type": img["mime_type"], "data": img["data"]} for img in bundle.images]
-        request_id = next(self._request_ids)
-        self._request = {"id": request_id, "config": self.config,
-                         "discussion": self.config.active_discussion}
-        if not self.add_entry("user", text):
-            self._request = None
-            return False
-        self.ai_input = ""
-        self.stream_text = ""
-        self.stream_chunks = 0
-        self.busy = True
-        self.chat.start(request_id, bundle.markdown, text, images, str(self.project_dir), self.tool_approver)
-        return True
-
-    def cancel(self) -> bool:
-        if not self.busy:
-            return False
-        self.chat.cancel()
-        return True
-
     def poll(self, max_events: int = 10_000) -> int:
-        """Per frame, on the GUI thread: apply worker results, rebuild lazily, watch the disk."""
-        handled = 0
-        for kind, request_id, data in self.chat.drain(max_events):
-            handled += 1
-            if kind == "usage":            # billed, whichever request it was (even a cancelled one)
-                self.chat_usage.add(CHAT_USAGE, data["input_tokens"], data["output_tokens"], data["model"])
-                self.chat_usage_version += 1
-                continue
-            request = self._request
-            if request is None or request_id != request["id"]:
-                log.debug("dropping %s for finished request %s", kind, request_id)
-                continue
-            if kind == "chunk":
-                self.stream_text += data
-                self.stream_chunks += 1
-            elif kind == "done":
-                self._finish(request, data["text"], error=None)
-                self.last_usage = {"input_tokens": data["input_tokens"],
-                                   "output_tokens": data["output_tokens"]}
-            elif kind == "error":
-                partial = data["partial"] or self.stream_text
-                self.add_error("send", data["message"], data["hint"])
-                self._finish(request, partial, error=data["message"])
-            else:
-                log.error("unknown chat event %r", kind)
-        if self._dirty:
+        """Per frame, on the GUI thread: apply worker results, rebuild lazily, watch the disk,
+        autosave once edits settle."""
+        handled = self._poll_chat(max_events)
+        trim = self._trim_future
+        if trim is not None and trim.done():
+            self._trim_future = None
+            pending = self.pending_send
+            if pending is not None and pending.offer_pending:
+                pending.offer_pending = False
+                pending.offer = trim.result()
+        if self.background_builds:
+            self.poll_builds()
+        elif self._dirty:
             self.refresh()
         elif not self.busy and time.monotonic() >= self._next_disk_check:
             self._next_disk_check = time.monotonic() + self.disk_check_interval
             self.check_disk()
+        if self.autosave.due():
+            self.save(auto=True)
         return handled
 
-    def _finish(self, request: dict[str, Any], text: str, error: str | None) -> None:
-        self._request = None
-        self.busy = False
-        self.last_reply = text
-        self.stream_text = ""
-        if not text:
-            return
-        if request["config"] is not self.config:
-            log.warning("reply arrived after the project changed; kept only as last reply")
-            return
-        name = request["discussion"]
-        if name not in self.config.discussions:
-            log.warning("discussion %r is gone; the reply goes to %r", name, self.config.active_discussion)
-            name = self.config.active_discussion
-        content = text if error is None else f"{text}\n\n[incomplete: {error}]"
-        self.config.add_entry("assistant", content, discussion=name)
-        self.scroll_history = True
-        self.mark_changed()
-
-    def wait_idle(self, timeout: float = 10.0) -> bool:
-        """Poll until no send is in flight (for scripts and tests; the GUI just polls per frame)."""
-        deadline = time.monotonic() + timeout
-        while self.busy and time.monotonic() < deadline:
-            self.poll()
-            if self.busy:
-                time.sleep(0.005)
-        return not self.busy
-
     def close(self) -> None:
-        """Stop the chat worker: cancel a send in flight and wait for it (bounded)."""
+        """Stop the chat worker (cancel a send in flight and wait for it, bounded) and the builder."""
         self.cancel()
         self.chat.close()
+        self.close_builder()
 
     # ------------------------------------------------------------------ hook API
     def snapshot(self) -> dict:
         """JSON-able view for the hook API.  Call on the GUI thread (it reads live state)."""
         budget = self.budget()
+        rows = {(r.path, r.mode): r for r in self.file_rows}
+
+        def file_dict(path: str, mode: str) -> dict:
+            row = rows.get((path, mode))
+            if row is None:             # measured at the next build
+                return {"path": path, "mode": mode, "tokens": None, "n_files": None, "errors": []}
+            return {"path": path, "mode": mode, "tokens": row.tokens, "n_files": row.n_files,
+                    "errors": list(row.errors), "overlaps": row.overlaps}
         return {
             "project_dir": str(self.project_dir),
             "project_file": str(self.project_dir / PROJECT_FILE),
             "project_error": self.project_error,
-            "files": [{"path": r.path, "mode": r.mode, "tokens": r.tokens, "n_files": r.n_files,
-                       "errors": list(r.errors)} for r in self.file_rows],
+            "unsaved": self.autosave.unsaved,
+            "autosave": {"status": self.autosave.status(), "saves": self.autosave.saves,
+                         "error": self.autosave.error},
+            "building": self.building,
+            "build_progress": list(self.build_progress) if self.build_progress else None,
+            "pending_send": None if self.pending_send is None else {
+                "verdict": self.pending_send.verdict, "text": self.pending_send.describe(),
+                "total": self.pending_send.total, "cost_usd": self.pending_send.cost_usd},
+            "files": [file_dict(f.path, f.mode) for f in self.config.files],
             "screenshots": list(self.config.screenshots),
             "discussion": {"name": self.config.active_discussion, "names": self.discussion_names,
                            "entries": self.discussion_dicts()},
@@ -519,7 +559,8 @@ class ContextState(FileItems):
     def click(self, item: str, **args: Any) -> dict:
         """Hook API button press.  Returns {"ok": bool, ...}; unknown items raise ValueError."""
         actions: dict[str, Callable[[], bool]] = {
-            "btn_send": self.send_message,
+            "btn_send": lambda: self.send_message(bool(args.get("confirm", False)), bool(args.get("trimmed", False))),
+            "btn_regenerate": self.regenerate,
             "btn_save_project": lambda: self.save(bool(args.get("overwrite_broken", False))),
             "btn_add_file": lambda: self.add_file(str(args.get("path", "")), str(args.get("mode", "full"))),
             "btn_remove_file": lambda: self.remove_file(str(args.get("path", ""))),
@@ -533,4 +574,7 @@ class ContextState(FileItems):
         out: dict[str, Any] = {"ok": ok}
         if not ok and len(self.errors) > before:
             out["error"] = self.errors[-1].text()
+        elif not ok and item == "btn_send" and self.pending_send is not None:
+            out["error"] = (f"needs confirmation: {self.pending_send.describe()} "
+                            "(click btn_send again with {\"confirm\": true} or {\"trimmed\": true})")
         return out

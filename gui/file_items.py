@@ -13,16 +13,27 @@ the text settles (`TYPING_SETTLE_S`).
 """
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import file_cache
 from file_cache import ContextBundle, ContextItem, TrimStep, build_context, context_window_for
 from gui.chat import CHAT_SYSTEM_PROMPT
+from gui.context_build import (
+    BuildInputs,
+    BuildResult,
+    ContextBuilder,
+    Preview,
+    RowEstimate,
+    build_with_window,
+    compute,
+    disk_signature,
+)
+from gui.context_build import preview as context_build_preview
 from project import FILE_MODES, FileEntry
 
 if TYPE_CHECKING:
@@ -36,14 +47,7 @@ SOURCES = ("files", "screenshots", "history", "system")
 TYPING_SETTLE_S = 0.3
 
 
-@dataclass
-class FileRow:
-    """One `[[files]]` entry of the project as the project panel shows it."""
-    path: str
-    mode: str
-    tokens: int = 0          # sum over the files it names (a glob may name many)
-    n_files: int = 0
-    errors: list[str] = field(default_factory=list)
+FileRow = RowEstimate        # one `[[files]]` entry as the Project panel shows it
 
 
 def _is_glob(text: str) -> bool:
@@ -61,13 +65,20 @@ class FileItems:
     disk_check_interval: float
     session: ai_client.Session
 
+    background_builds: bool
+    busy: bool
+
     if TYPE_CHECKING:
         def add_error(self, source: str, message: str, hint: str = "") -> None: ...
+
+        def note_unsaved(self) -> None: ...
 
         def discussion_dicts(self) -> list[dict]: ...
 
     def _reset_items(self) -> None:
         """Fresh per-project bookkeeping (a (re)load)."""
+        for waiter in getattr(self, "_markdown_waiters", []):
+            waiter.cancel()             # a plan waiting for the old project's context stops
         self.bundle: ContextBundle | None = None
         self.file_rows: list[FileRow] = []
         self.generation = 0            # bumps on every rebuild of the bundle
@@ -75,11 +86,18 @@ class FileItems:
         self.refresh_count = 0
         self.disk_rebuilds = 0
         self._dirty = True
-        self._rows_dirty = True
         self._settle_until = 0.0       # typing in an entry: rebuild once the text settles
         self._disk_sig: tuple = ()
         self._next_disk_check = 0.0
         self._trim_preview: tuple[int, list[TrimStep]] | None = None
+        self._change_version = 0       # bumps on every change that goes into the context
+        self._build_future: concurrent.futures.Future[BuildResult] | None = None
+        self._disk_future: concurrent.futures.Future[tuple] | None = None
+        self.build_progress: tuple[int, int] | None = None   # (files done, total) while building
+        self.previews: dict[tuple[str, str], Preview | None] = {}   # None: being computed
+        self._preview_futures: dict[tuple[str, str], concurrent.futures.Future[Preview]] = {}
+        self._markdown_waiters: list[concurrent.futures.Future[str]] = []
+        self._trim_preview_future: tuple[int, concurrent.futures.Future[ContextBundle]] | None = None
 
     # ------------------------------------------------------------------ files and screenshots
     def _relative(self, path: str) -> str | None:
@@ -190,16 +208,32 @@ class FileItems:
         """Something that goes into the context changed: rebuild the bundle at the next poll
         (or, with `settle`, at the first poll after `settle` seconds without further change)."""
         self._dirty = True
+        self._change_version += 1
         self._settle_until = time.monotonic() + settle if settle > 0 else 0.0
+        self.note_unsaved()
 
     def mark_files_changed(self) -> None:
         self.mark_changed()
-        self._rows_dirty = True
 
     @property
     def context_limit(self) -> int:
         """Tokens the context may use: the model's window, capped by the project budget."""
         return min(context_window_for(self.current_model), self.config.budgets.max_context_tokens)
+
+    @property
+    def building(self) -> bool:
+        """A background build is running (the panels show `build_progress`)."""
+        return self._build_future is not None
+
+    @property
+    def context_stale(self) -> bool:
+        """The bundle does not reflect the latest change yet (a build is due or running)."""
+        return self._dirty or self.bundle is None or self.building
+
+    def _inputs(self) -> BuildInputs:
+        return BuildInputs(self.project_dir, tuple((f.path, f.mode) for f in self.config.files),
+                           tuple(self.config.screenshots), tuple(dict(d) for d in self.discussion_dicts()),
+                           CHAT_SYSTEM_PROMPT, self.current_model, self.context_limit, self._change_version)
 
     def _build(self, window: int | None = None) -> ContextBundle:
         return build_context([ContextItem(f.path, f.mode) for f in self.config.files],
@@ -207,86 +241,178 @@ class FileItems:
                              window or self.context_limit, self.cache, root=self.project_dir,
                              model=self.current_model)
 
-    def refresh(self, force: bool = False) -> bool:
-        """Rebuild token estimates if anything changed; returns whether it rebuilt."""
-        if not (force or self._dirty or self.bundle is None):
-            return False
-        if not force and self.bundle is not None and time.monotonic() < self._settle_until:
-            return False
-        start = time.perf_counter()
-        if self._rows_dirty or force or not self.file_rows:
-            rows = []
-            for f in self.config.files:
-                one = build_context([ContextItem(f.path, f.mode)], root=self.project_dir,
-                                    cache=self.cache, model=self.current_model)
-                files = [e for e in one.items if e.source == "files"]
-                rows.append(FileRow(f.path, f.mode, sum(e.tokens for e in files), len(files),
-                                    [e.message for e in one.errors]))
-            self.file_rows = rows
-            self._rows_dirty = False
-        self.bundle = self._build()
-        for err in self.bundle.errors:
+    def _apply_build(self, result: BuildResult) -> None:
+        self.file_rows = result.rows
+        self.previews.clear()            # files may have changed on disk: previews are re-measured
+        self.bundle = result.bundle
+        for err in result.bundle.errors:
             if err.source != "files":     # file problems show on their rows
                 log.info("context: %s", err)
         self._trim_preview = None
         self.generation += 1
         self.refresh_count += 1
-        self._dirty = False
-        self._disk_sig = self._disk_signature()
+        if result.inputs.version == self._change_version:
+            self._dirty = False
+        self._disk_sig = result.disk_sig
         self._next_disk_check = time.monotonic() + self.disk_check_interval
-        self.last_refresh_ms = (time.perf_counter() - start) * 1000
+        self.last_refresh_ms = result.elapsed_ms
+        if not self._dirty:
+            waiters, self._markdown_waiters = self._markdown_waiters, []
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(result.bundle.markdown)
+
+    def markdown_when_ready(self) -> concurrent.futures.Future[str]:
+        """The context markdown once it reflects every change so far: done at once when the
+        bundle is fresh, else resolved by the `poll()` that applies the build (background mode).
+        Plan Epic and Resume await it on the engine loop instead of blocking a frame."""
+        fut: concurrent.futures.Future[str] = concurrent.futures.Future()
+        if not self.background_builds:
+            self.refresh()
+        if not self.context_stale and self.bundle is not None:
+            fut.set_result(self.bundle.markdown)
+        else:
+            self._markdown_waiters.append(fut)
+        return fut
+
+    def refresh(self, force: bool = False) -> bool:
+        """Rebuild token estimates now if anything changed; returns whether it rebuilt.
+
+        Waits for a background build in flight (so two builds never race); scripts, tests and
+        Send use it.  The app's frames use `poll()`, which never waits."""
+        if self._build_future is not None:
+            self._collect_build(wait=True)
+        if not (force or self._dirty or self.bundle is None):
+            return False
+        if not force and self.bundle is not None and time.monotonic() < self._settle_until:
+            return False
+        self._apply_build(compute(self._inputs(), self.cache))
         return True
 
-    def _disk_signature(self) -> tuple:
-        sig: list[tuple[str, int | None, int | None]] = []     # (path, mtime_ns, size); None: missing
-        paths: list[Path] = []
-        for f in self.config.files:
-            if _is_glob(f.path):
-                pattern = f.path
-                if os.path.isabs(pattern):
-                    rel = self._relative(pattern)
-                    if rel is None:
-                        continue
-                    pattern = rel
-                try:
-                    paths.extend(sorted(p for p in self.project_dir.glob(pattern) if p.is_file()))
-                except (ValueError, NotImplementedError, OSError) as exc:
-                    log.debug("glob %r: %s", f.path, exc)
-            else:
-                paths.append(self.project_dir / f.path)
-        paths.extend(self.project_dir / s for s in self.config.screenshots)
-        for p in paths:
+    def _collect_build(self, wait: bool = False) -> bool:
+        """Apply a finished background build (GUI thread); returns whether one was applied."""
+        fut = self._build_future
+        if fut is None or not (wait or fut.done()):
+            return False
+        self._build_future = None
+        self.build_progress = None
+        try:
+            result = fut.result()
+        except Exception as exc:          # a bug in a build must show, and the next change retries
+            log.exception("building the context failed")
+            self.add_error("files", f"measuring the context failed: {type(exc).__name__}: {exc}",
+                           "see the log for the traceback")
+            self._dirty = False
+            return False
+        self._apply_build(result)
+        return True
+
+    def poll_builds(self) -> None:
+        """Per frame in background mode: collect results, start the next build or disk check."""
+        if self._build_future is not None:
+            latest = self._builder().latest_progress()
+            if latest is not None:
+                self.build_progress = latest
+            self._collect_build()
+        if self._disk_future is not None and self._disk_future.done():
+            fut, self._disk_future = self._disk_future, None
             try:
-                st = p.stat()
-                sig.append((str(p), st.st_mtime_ns, st.st_size))
-            except OSError:
-                sig.append((str(p), None, None))
-        return tuple(sig)
+                sig = fut.result()
+            except OSError as exc:
+                log.warning("checking the context files on disk failed: %s", exc)
+            else:
+                if sig != self._disk_sig and not self._dirty and self._build_future is None:
+                    self.disk_rebuilds += 1
+                    self._dirty = True
+        for key, pf in list(self._preview_futures.items()):
+            if pf.done():
+                del self._preview_futures[key]
+                self.previews[key] = pf.result()
+        if self._build_future is not None:
+            return
+        now = time.monotonic()
+        if self._dirty or self.bundle is None:
+            if now >= self._settle_until:
+                self._build_future = self._builder().build(self._inputs(), self.cache)
+                self.build_progress = (0, 0)
+        elif not self.busy and self._disk_future is None and now >= self._next_disk_check:
+            self._next_disk_check = now + self.disk_check_interval
+            self._disk_future = self._builder().submit(disk_signature, self._inputs())
+
+    def _builder(self) -> ContextBuilder:
+        builder = getattr(self, "_context_builder", None)
+        if builder is None:
+            builder = self._context_builder = ContextBuilder()
+        return builder
+
+    def cancel_markdown_waiters(self) -> None:
+        """Nobody will collect a build any more (the app is closing): plans waiting stop."""
+        for waiter in self._markdown_waiters:
+            waiter.cancel()
+        self._markdown_waiters = []
+
+    def close_builder(self) -> None:
+        self.cancel_markdown_waiters()
+        builder = getattr(self, "_context_builder", None)
+        if builder is not None:
+            builder.close()
+
+    def request_preview(self, path: str, mode: str) -> Preview | None:
+        """A file in a view mode with its token count; computed off the GUI thread in background
+        mode (None until ready, then cached until the file list or the file changes)."""
+        key = (path, mode)
+        if key in self.previews:
+            return self.previews[key]
+        if not self.background_builds:
+            self.previews[key] = context_build_preview(self.project_dir, path, mode, self.cache)
+            return self.previews[key]
+        if key not in self._preview_futures:
+            self.previews[key] = None
+            self._preview_futures[key] = self._builder().submit(
+                context_build_preview, self.project_dir, path, mode, self.cache)
+        return None
+
+    def _disk_signature(self) -> tuple:
+        return disk_signature(self._inputs())
 
     def check_disk(self) -> bool:
         """Rebuild if a context file changed, appeared or vanished; returns whether it did."""
         if self._disk_signature() == self._disk_sig:
             return False
         self.disk_rebuilds += 1
+        self.previews.clear()
         self.mark_files_changed()
         return self.refresh()
 
     def trim_preview(self, limit: int = 6) -> list[TrimStep]:
         """What trimming would drop first.  When over budget this is the real plan; otherwise
-        the plan `build_context` would make if the window were tiny (computed once per rebuild)."""
-        self.refresh()
+        the plan `build_context` would make if the window were tiny (computed once per rebuild;
+        in background mode on the builder thread, so the panel shows nothing until it is ready)."""
+        if not self.background_builds:
+            self.refresh()
         if self.bundle is None:
             return []
         if self.bundle.over_budget:
             return self.bundle.trim_plan[:limit]
         if self._trim_preview is None or self._trim_preview[0] != self.generation:
-            hypothetical = self._build(window=1)
-            self._trim_preview = (self.generation, hypothetical.trim_plan)
+            if not self.background_builds:
+                self._trim_preview = (self.generation, self._build(window=1).trim_plan)
+            else:
+                fut = self._trim_preview_future
+                if fut is None or fut[0] != self.generation:
+                    self._trim_preview_future = (self.generation, self._builder().submit(
+                        build_with_window, self._inputs(), self.cache, 1))
+                    return []
+                if not fut[1].done():
+                    return []
+                self._trim_preview = (self.generation, fut[1].result().trim_plan)
         return self._trim_preview[1][:limit]
 
     def budget(self) -> dict:
-        """Numbers for the budget panel and the hook API."""
-        self.refresh()
+        """Numbers for the budget panel and the hook API (in background mode: of the last
+        finished build, never waiting; `building` / `build_progress` say one is running)."""
+        if not self.background_builds:
+            self.refresh()
         b = self.bundle
         draft = file_cache.estimate_tokens(self.ai_input)
         total = (b.total_tokens if b else 0) + draft
@@ -312,4 +438,7 @@ class FileItems:
             "disk_rebuilds": self.disk_rebuilds,
             "session_usage": {"input_tokens": self.session.usage.input_tokens,
                               "output_tokens": self.session.usage.output_tokens},
+            "building": self.building,
+            "build_progress": self.build_progress,
+            "stale": self.context_stale,
         }

@@ -38,7 +38,7 @@ SETTABLE_FIELDS = ("mma_epic_input", "ai_input", "current_provider", "current_mo
                    "auto_queue", *TIER_FIELDS)
 CHANGES_ITEMS = ("btn_changes_refresh", "btn_changes_select", "btn_changes_apply", "btn_changes_discard",
                  "btn_workspace_proceed", "btn_workspace_stop", "btn_workspace_git_init")   # gui/changes.py
-CONTEXT_ITEMS = ("btn_add_file", "btn_remove_file", "btn_stop", "btn_new_discussion")
+CONTEXT_ITEMS = ("btn_add_file", "btn_remove_file", "btn_stop", "btn_new_discussion", "btn_regenerate")
 CLICKABLE_ITEMS = ("btn_mma_plan_epic", "btn_mma_accept_track", "btn_mma_reject_track", "btn_mma_pause",
                    "btn_mma_resume", "btn_mma_abort", "btn_mma_resume_track", "btn_mma_apply_models",
                    "btn_mma_run_ticket", "btn_mma_step_mode", "btn_save_project", "btn_dismiss_error",
@@ -207,7 +207,8 @@ class HookSurface:
             "btn_mma_step_mode": lambda: app.set_step_mode(ticket_id, bool(args.get("enabled", True))),
             "btn_save_project": app.save_project,
             "btn_dismiss_error": dismiss_errors,
-            "btn_send": lambda: self._context_click("btn_send", {}),
+            "btn_send": lambda: self._context_click(
+                "btn_send", {k: bool(args[k]) for k in ("confirm", "trimmed") if k in args}),
             "btn_changes_refresh": lambda: app.refresh_changes(args.get("track_id")),
             "btn_changes_select": lambda: app.select_change(args.get("selection") or "all", args.get("file") or ""),
             "btn_changes_apply": lambda: app.apply_changes(args.get("track_id")),

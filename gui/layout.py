@@ -12,6 +12,12 @@ callbacks:
 
 Window labels (WIN_*) are what the View menu and the Test Engine see.
 
+Also here: the window title (project, unsaved marker and the pending-approval badge with
+the time left, set through the bundled GLFW), the status bar's badge, the keyboard
+(Ctrl+S saves, Ctrl+Q quits, keyboard navigation with a visible focus), the quit dialog
+when the project could not be saved, fonts with CJK and emoji glyphs (`theme.load_fonts`),
+and the layout's adaptation to the window size (`adapt_layout`).
+
 Every panel is `draw(state[, actions][, view])` (docs/guide_gui.md, "Panels"):
 `state` is the plain object the window shows, `actions` a Protocol of what it
 may call (the App, `ContextState` or `CommsLog` satisfy them; mypy checks it
@@ -20,12 +26,14 @@ frames, created here with the window.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from imgui_bundle import hello_imgui, imgui, immapp
 
 from gui import (
+    layout_fit,
     panel_approvals,
     panel_budget,
     panel_changes,
@@ -39,6 +47,7 @@ from gui import (
     panel_streams,
     panel_usage,
     theme,
+    widgets,
 )
 
 if TYPE_CHECKING:
@@ -46,6 +55,7 @@ if TYPE_CHECKING:
 
 APP_TITLE = "MMA Desk"
 DEFAULT_WINDOW_SIZE = (1280, 800)
+QUIT_POPUP = "Quit without saving?"
 FPS_MAX = 60
 MOCK_BANNER = "Offline mock provider — set GEMINI_API_KEY or ANTHROPIC_API_KEY for real models"
 
@@ -73,8 +83,11 @@ def _top_bar(app: App) -> None:
         imgui.text_disabled(f"project {app.project_dir}")
     if err is None:
         imgui.text_disabled(f"MMA: {app.mma.mma_status}"
-                            + (f" · {app.mma.active_tier}" if app.mma.active_tier else "")
-                            + f" · approvals pending: {len(app.mma.pending_approvals)}")
+                            + (f" · {app.mma.active_tier}" if app.mma.active_tier else ""))
+        badge = approvals_badge(app)
+        if badge:
+            imgui.same_line()
+            imgui.text_colored(theme.RUN_STATUS_COLORS["planning"], badge)
         return
     if imgui.small_button("Dismiss##error"):
         app.mma.dismiss_errors()
@@ -85,9 +98,9 @@ def _top_bar(app: App) -> None:
     message, hint = "Error: " + message, ("— " + hint) if hint else ""
     avail = imgui.get_content_region_avail().x
     if hint and imgui.calc_text_size(message + "  " + hint).x > avail:   # both must show: split the line
-        message = _fit_text(message, avail * 0.55)
-        hint = _fit_text(hint, avail * 0.45 - imgui.get_style().item_spacing.x)
-    imgui.text_colored(theme.ERROR_TEXT, _fit_text(message, avail))
+        message = widgets.fit_text(message, avail * 0.55)
+        hint = widgets.fit_text(hint, avail * 0.45 - imgui.get_style().item_spacing.x)
+    imgui.text_colored(theme.ERROR_TEXT, widgets.fit_text(message, avail))
     if imgui.is_item_hovered():
         imgui.set_tooltip(err["message"] + ("\n\n" + err["hint"] if err.get("hint") else ""))
     if hint:
@@ -97,18 +110,23 @@ def _top_bar(app: App) -> None:
             imgui.set_tooltip(err["hint"])
 
 
-def _fit_text(text: str, width: float) -> str:
-    """`text`, cut with an ellipsis so it is at most `width` pixels wide."""
-    if imgui.calc_text_size(text).x <= width:
-        return text
-    lo, hi = 0, len(text)
-    while lo < hi:                       # longest prefix that fits with the ellipsis
-        mid = (lo + hi + 1) // 2
-        if imgui.calc_text_size(text[:mid] + "...").x <= width:
-            lo = mid
-        else:
-            hi = mid - 1
-    return text[:lo] + "..."
+
+
+def approvals_badge(app: App) -> str:
+    """"2 approvals pending · 4:31 left" (the oldest's time before it times out), or ""."""
+    pending = list(app.mma.pending_approvals.values())
+    if not pending:
+        return ""
+    oldest = min(a.created_at for a in pending)
+    left = panel_approvals.time_left(oldest, app.approval_timeout_s, time.time())
+    return f"{len(pending)} approval{'s' if len(pending) > 1 else ''} pending · {left}"
+
+
+def window_title(app: App) -> str:
+    """The OS window's title: project, unsaved marker, pending approvals."""
+    title = f"{APP_TITLE} — {app.project_dir.name}" + (" •" if app.ctx.unsaved else "")
+    badge = approvals_badge(app)
+    return f"({len(app.mma.pending_approvals)}) {title} — {badge}" if badge else title
 
 
 def _menus(app: App) -> None:
@@ -116,15 +134,45 @@ def _menus(app: App) -> None:
         if imgui.menu_item("Save project", "Ctrl+S", False)[0]:
             app.ui(app.save_project)
         imgui.separator()
-        if imgui.menu_item("Quit", "", False)[0]:
-            app.request_quit()
+        if imgui.menu_item("Quit", "Ctrl+Q", False)[0]:
+            app.quit_from_menu()
         imgui.end_menu()
+    rp = app._runner_params
+    if rp is not None:               # hello_imgui's View menu, after File as menus usually go
+        hello_imgui.show_view_menu(rp)
+
+
+def _quit_dialog(app: App) -> None:
+    """File > Quit when the project file could not take the unsaved changes."""
+    if app.quit_prompt and not imgui.is_popup_open(QUIT_POPUP):
+        widgets.ask(QUIT_POPUP)
+    reason = app.ctx.autosave.error or "the project file could not be written"
+    chosen = widgets.dialog(QUIT_POPUP, f"Your changes are not saved: {reason}.",
+                            ("Save anyway", "Discard and quit"),
+                            "Save anyway overwrites mma_project.toml (a copy of a broken file is kept).",
+                            danger="Discard and quit")
+    if chosen == "Save anyway":
+        app.quit_prompt = False
+        if app.ctx.save(overwrite_broken=True):
+            app.request_quit()
+    elif chosen == "Discard and quit":
+        app.discard_and_quit()
+    elif chosen == widgets.CANCEL:
+        app.quit_prompt = False
 
 
 def _status_bar(app: App) -> None:
     done = sum(1 for t in app.mma.active_tickets if t.get("status") == "completed")
     imgui.text(f"MMA {app.mma.mma_status} | tickets {done}/{len(app.mma.active_tickets)} | "
-               f"workers {app.workers_busy()} | approvals {len(app.mma.pending_approvals)} | "
+               f"workers {app.workers_busy()} | ")
+    imgui.same_line(0, 0)
+    badge = approvals_badge(app)
+    if badge:
+        imgui.text_colored(theme.RUN_STATUS_COLORS["planning"], badge)
+    else:
+        imgui.text("approvals 0")
+    imgui.same_line(0, 0)
+    imgui.text(f" | project {app.ctx.autosave.status()} | "
                f"queue {app.gui_queue_depth + app.event_queue.qsize()} | "
                f"{app.stats.fps():.0f} FPS ({'idling' if app.idling_enabled else 'live'})")
 
@@ -136,28 +184,43 @@ def _diagnostics(app: App) -> panel_diagnostics.DiagnosticsReport:
 
 
 def _shortcuts(app: App) -> None:
+    """Keyboard shortcuts and the per-frame chrome that is not a window."""
     if imgui.is_key_chord_pressed(imgui.Key.mod_ctrl | imgui.Key.s):
         app.ui(app.save_project)
+    if imgui.is_key_chord_pressed(imgui.Key.mod_ctrl | imgui.Key.q):
+        app.quit_from_menu()
+    _quit_dialog(app)
+    title = window_title(app)
+    if title != app.views.get("title"):
+        app.views["title"] = title
+        theme.set_window_title(title)
+    layout_fit.adapt_layout(app)
 
 
-def build_runner_params(app: App, window_size: tuple[int, int] = DEFAULT_WINDOW_SIZE, *,
+def build_runner_params(app: App, window_size: tuple[int, int] | None = DEFAULT_WINDOW_SIZE, *,
                         ini_disable: bool = False, title: str = APP_TITLE):
     """hello_imgui RunnerParams with the docking layout, chrome and per-frame callbacks."""
     rp = hello_imgui.RunnerParams()
     rp.app_window_params.window_title = title
-    rp.app_window_params.window_geometry.size = (int(window_size[0]), int(window_size[1]))
+    size = window_size or DEFAULT_WINDOW_SIZE
+    rp.app_window_params.window_geometry.size = (int(size[0]), int(size[1]))
     rp.ini_disable = ini_disable
     if not ini_disable:
+        # Per user: ~/.config/mma-desk/mma_desk.ini keeps the layout and, unless --window-size
+        # says otherwise, the window's size and place.
         rp.ini_folder_type = hello_imgui.IniFolderType.app_user_config_folder
         rp.ini_filename = "mma-desk/mma_desk.ini"
+        rp.app_window_params.restore_previous_geometry = window_size is None
     theme.apply_dark_theme(rp)
+    rp.callbacks.load_additional_fonts = theme.load_fonts
+    rp.callbacks.setup_imgui_config = theme.setup_imgui_config
 
     wp = rp.imgui_window_params
     wp.default_imgui_window_type = hello_imgui.DefaultImGuiWindowType.provide_full_screen_dock_space
     wp.enable_viewports = False
     wp.show_menu_bar = True
     wp.show_menu_app = False
-    wp.show_menu_view = True
+    wp.show_menu_view = False       # drawn by _menus after File (hello_imgui would put it first)
     wp.show_status_bar = True
     wp.show_status_fps = False      # its 'Enable idling' box would fight App.frame_start
     wp.remember_status_bar_settings = False
@@ -180,6 +243,8 @@ def build_runner_params(app: App, window_size: tuple[int, int] = DEFAULT_WINDOW_
 
     # The windows' own view state (caches, the node editor, a text box), one per window.
     dag_view, streams_view, usage_view = panel_dag.DagView(), panel_streams.StreamsView(), panel_usage.UsageView()
+    dashboard_view, approvals_view = panel_mma_dashboard.DashboardView(), panel_approvals.ApprovalsView()
+    app.views.update(dashboard=dashboard_view, approvals=approvals_view, streams=streams_view)
 
     def before_exit() -> None:
         panel_dag.destroy_editor(dag_view)
@@ -192,9 +257,8 @@ def build_runner_params(app: App, window_size: tuple[int, int] = DEFAULT_WINDOW_
         s = hello_imgui.DockingSplit()
         s.initial_dock, s.new_dock, s.direction, s.ratio = initial, new, direction, ratio
         splits.append(s)
-    split("MainDockSpace", "LeftSpace", imgui.Dir.left, 0.22)
-    split("MainDockSpace", "BottomSpace", imgui.Dir.down, 0.34)
-    split("MainDockSpace", "RightSpace", imgui.Dir.right, 0.38)
+    for initial, new, direction, ratio in layout_fit.SPLITS:
+        split(initial, new, getattr(imgui.Dir, direction), ratio)
     rp.docking_params.docking_splits = splits
 
     windows = []
@@ -211,10 +275,10 @@ def build_runner_params(app: App, window_size: tuple[int, int] = DEFAULT_WINDOW_
     window("Comms", lambda: panel_comms.draw(app.comms_log, app.comms_log), "BottomSpace")
     window(WIN_DAG, lambda: panel_dag.draw(app.mma, dag_view), "MainDockSpace")
     window(WIN_USAGE, lambda: panel_usage.draw(app.mma, app, usage_view), "MainDockSpace")
-    window(WIN_MMA, lambda: panel_mma_dashboard.draw(app.mma, app), "MainDockSpace", focus=True)
+    window(WIN_MMA, lambda: panel_mma_dashboard.draw(app.mma, app, dashboard_view), "MainDockSpace", focus=True)
     window(WIN_DIAGNOSTICS, lambda: panel_diagnostics.draw(_diagnostics(app)), "RightSpace")
-    window(WIN_APPROVALS, lambda: panel_approvals.draw(app.mma, app), "RightSpace", focus=True)
-    window(WIN_STREAMS, lambda: panel_streams.draw(app.mma.mma_streams, streams_view), "BottomSpace", focus=True)
+    window(WIN_APPROVALS, lambda: panel_approvals.draw(app.mma, app, approvals_view), "RightSpace", focus=True)
+    window(WIN_STREAMS, lambda: panel_streams.draw(app.mma, streams_view), "BottomSpace", focus=True)
     window(WIN_CHANGES, lambda: panel_changes.draw(app.changes, app), "MainDockSpace")
     rp.docking_params.dockable_windows = windows
 

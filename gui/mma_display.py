@@ -3,7 +3,7 @@
 The panels (`panel_mma_dashboard`, `panel_dag`, `panel_streams`, `panel_usage`)
 call these and only draw the results:
 
-- ticket table: `ticket_duration`, `ticket_times`; Saved tracks: `saved_track_rows`
+- ticket table: `ticket_duration`, `ticket_run_and_wait`, `ticket_times`; Saved tracks: `saved_track_rows`
 - Ticket DAG: `dag_levels`, `dag_positions`, `dag_links`
 - Tier Streams: `LineCache`, `wrap_line`, `update_line_cache` (wrapped lines, O(new text) on appends)
 - Usage & Cost: `tier_cost`, `usage_table` (one row per tier and model, each priced at its
@@ -41,6 +41,36 @@ def ticket_duration(ticket: dict, now: float) -> str:
     if isinstance(finished, (int, float)):
         return _seconds(finished - started)
     return _seconds(now - started) + " ..." if ticket.get("status") == "in_progress" else "-"
+
+
+def waited_seconds(ticket: dict, waits: list[tuple[float, float | None]] | None, now: float) -> float:
+    """Seconds the ticket's last attempt spent waiting for approvals (asked to answered)."""
+    started = ticket.get("started_at")
+    if not isinstance(started, (int, float)) or not waits:
+        return 0.0
+    finished = ticket.get("finished_at")
+    end_of_attempt = finished if isinstance(finished, (int, float)) else now
+    total = 0.0
+    for asked, answered in waits:
+        lo, hi = max(asked, started), min(answered if answered is not None else now, end_of_attempt)
+        total += max(0.0, hi - lo)
+    return total
+
+
+def ticket_run_and_wait(ticket: dict, waits: list[tuple[float, float | None]] | None,
+                        now: float) -> tuple[str, str]:
+    """The Time column: (running time, time spent waiting for approvals) of the last attempt,
+    e.g. ("0.5 s", "24.5 s") -- a ticket held 24 s by its spawn approval ran for 0.5 s."""
+    started, finished = ticket.get("started_at"), ticket.get("finished_at")
+    if not isinstance(started, (int, float)):
+        return "-", ""
+    end = finished if isinstance(finished, (int, float)) else now
+    waited = waited_seconds(ticket, waits, now)
+    running = max(0.0, end - started - waited)
+    live = not isinstance(finished, (int, float)) and ticket.get("status") == "in_progress"
+    if not isinstance(finished, (int, float)) and not live:
+        return "-", ""
+    return _seconds(running) + (" ..." if live else ""), _seconds(waited) if waited >= 0.05 else ""
 
 
 def _seconds(value: float) -> str:

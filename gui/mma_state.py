@@ -39,6 +39,10 @@ MAX_COMMS = 2000
 BUSY_AFTER_STREAM_S = 1.0               # a stream chunk keeps the app "busy" this long
 # "starting": the engine for an accepted track exists but run() has not begun.
 PIPELINE_ACTIVE_STATUSES = ("planning", "starting", "running")
+# An error about something the user just tried (source "gui": an empty epic, a refused
+# click) leaves the error bar by itself after this long; engine errors stay until dismissed
+# or until the next plan/track starts.
+GUI_ERROR_TTL_S = 20.0
 
 TIER_STREAM_ORDER = ("Tier 1", "Tier 2 (Tech Lead)", "Tier 3 (Worker)", "Tier 4 (QA)")
 
@@ -159,6 +163,14 @@ class StreamStore(MutableMapping):
 
 
 @dataclass
+class StreamGroup:
+    """The streams of an earlier track, kept read-only in Tier Streams' track picker."""
+    label: str
+    texts: dict[str, str]
+    status: dict[str, str]
+
+
+@dataclass
 class Approval:
     """One open request: a spawn, a step or a tool call, answered through `future`."""
     request_id: str
@@ -215,6 +227,11 @@ class MMAState:
         self.unknown_events: collections.Counter = collections.Counter()
         self.last_stream_at = 0.0
         self.version = 0                           # bumped on every change (snapshot cache key)
+        self.stream_groups: list[StreamGroup] = []  # earlier tracks' streams, oldest first
+        self.stream_group_label = ""               # the track the live streams belong to
+        self.notice = ""                           # an info line on the dashboard (not an error)
+        # ticket id -> [(approval asked, answered or None)]: the Time column shows waiting apart
+        self.approval_waits: dict[str, list[tuple[float, float | None]]] = {}
         self._handlers: dict[type[events.Event], Callable[[Any], None]] = {
             events.Response: self._on_response,
             events.StreamChunk: self._on_stream,
@@ -294,12 +311,14 @@ class MMAState:
             log.info("approval %s was already answered or cancelled before it reached the GUI", e.request_id)
             return
         self.pending_approvals[e.request_id] = approval
+        self.approval_waits.setdefault(approval.ticket_id, []).append((approval.created_at, None))
         if self.auto_approve:
             self.approve(e.request_id, True)
 
     def _on_approval_closed(self, e: events.ApprovalClosed) -> None:
         approval = self.pending_approvals.pop(e.request_id, None)
         if approval is not None:
+            self._waited(approval)
             self.approval_history.append({"request_id": e.request_id, "kind": approval.kind,
                                           "ticket_id": approval.ticket_id, "outcome": e.outcome})
             log.info("approval %s closed elsewhere (%s)", e.request_id, e.outcome)
@@ -337,12 +356,69 @@ class MMAState:
 
     @property
     def latest_error(self) -> dict | None:
-        """The newest error not dismissed yet (what the error bar shows)."""
-        return self.errors[-1] if len(self.errors) > self.errors_seen else None
+        """The newest error not dismissed and not expired (what the error bar shows)."""
+        now = time.time()
+        for entry in reversed(self.errors[self.errors_seen:]):
+            if entry["source"] != "gui" or now - entry["ts"] < GUI_ERROR_TTL_S:
+                return entry
+        return None
 
     def dismiss_errors(self) -> None:
         self.errors_seen = len(self.errors)
         self.version += 1
+
+    # -- runs, tracks and projects ------------------------------------------------------------
+    def new_run(self, what: str) -> None:
+        """A plan or a track starts: the errors of earlier runs leave the error bar (they stay
+        in `errors` and the log), and the last run's notice goes."""
+        if self.errors_seen < len(self.errors):
+            log.info("%s starts: dismissing %d earlier error(s)", what, len(self.errors) - self.errors_seen)
+        self.dismiss_errors()
+        self.notice = ""
+
+    def start_track(self, track_id: str, title: str) -> None:
+        """A track is accepted or resumed: the previous track's streams move to their own group
+        (ticket ids repeat across tracks, so a new T1 must not land in the old T1's tab); the
+        Tier 1 plan stays with the live streams."""
+        self.new_run("a track")
+        old = [sid for sid in self.mma_streams if not sid.startswith("Tier 1")]
+        if old:
+            label = self.stream_group_label or "earlier track"
+            self.stream_groups.append(StreamGroup(label, {sid: self.mma_streams[sid] for sid in old},
+                                                  {sid: self.mma_streams.status.get(sid, "") for sid in old}))
+            for sid in old:
+                del self.mma_streams[sid]
+        self.stream_group_label = title
+        self.active_track = {"id": track_id, "title": title}
+        self.active_tickets, self.critical_path = [], []
+        self.approval_waits.clear()
+        self.version += 1
+
+    def reset_view(self) -> None:
+        """Another project was opened: nothing of the old one stays on screen."""
+        self.mma_streams.clear()
+        self.stream_groups, self.stream_group_label = [], ""
+        self.mma_tier_usage = {}
+        self.mma_status, self.active_tier = "idle", None
+        self.active_track, self.active_tickets, self.critical_path = None, [], []
+        self.tracks = []
+        self.accepted_track_ids.clear()
+        self.pending_approvals.clear()
+        self.approval_waits.clear()
+        self.dismiss_errors()
+        self.notice = ""
+        self.version += 1
+
+    def _waited(self, approval: Approval) -> None:
+        """Close the approval's waiting interval on its ticket."""
+        waits = self.approval_waits.get(approval.ticket_id)
+        if not waits:
+            return
+        for i in range(len(waits) - 1, -1, -1):
+            start, end = waits[i]
+            if end is None and start == approval.created_at:
+                waits[i] = (start, time.time())
+                return
 
     # -- approvals ----------------------------------------------------------------------------
     def approve(self, request_id: str, approved: bool = True, **edits: Any) -> bool:
@@ -380,6 +456,7 @@ class MMAState:
                 args = approval.payload.get("args") or {}
             decision["args"] = args
         del self.pending_approvals[approval.request_id]
+        self._waited(approval)
         self.version += 1
         delivered = self._resolve(approval, decision)
         self.approval_history.append({"request_id": approval.request_id, "kind": approval.kind,
@@ -411,6 +488,7 @@ class MMAState:
         gone = [rid for rid, a in self.pending_approvals.items() if a.future is not None and a.future.done()]
         for rid in gone:
             approval = self.pending_approvals.pop(rid)
+            self._waited(approval)
             cancelled = approval.future is not None and approval.future.cancelled()
             outcome = "cancelled" if cancelled else "answered elsewhere"
             self.approval_history.append({"request_id": rid, "kind": approval.kind,
@@ -471,6 +549,9 @@ class MMAState:
             "mma_tier_usage": _jsonable(self.mma_tier_usage),
             "pending_approvals": [a.to_dict() for a in self.pending_approvals.values()],
             "errors": list(self.errors),
+            "latest_error": self.latest_error,
+            "notice": self.notice,
+            "stream_groups": [g.label for g in self.stream_groups],
             "auto_approve": self.auto_approve,
             "events_applied": self.events_applied,
         }

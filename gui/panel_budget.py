@@ -62,6 +62,10 @@ def draw(state: ContextState) -> None:
     imgui.progress_bar(min(fraction, 1.0), imgui.ImVec2(-1, 0),
                        f"{total:,} / {limit:,} tokens ({fraction * 100:.1f}%)")
     imgui.pop_style_color()
+    if b.get("building"):
+        done, total = b.get("build_progress") or (0, 0)
+        imgui.text_colored(DIM_COLOR, f"measuring the context… {done:,}/{total:,} files" if total
+                           else "measuring the context…")
     window_note = (f"model window {b['context_window']:,} ({state.current_model})"
                    f" · project budget {b['budget_limit']:,}")
     imgui.text_colored(DIM_COLOR, window_note)
@@ -71,8 +75,10 @@ def draw(state: ContextState) -> None:
     flags = imgui.TableFlags_.borders_inner_h | imgui.TableFlags_.sizing_stretch_prop
     if imgui.begin_table("budget_sources", 3, flags):
         imgui.table_setup_column("Source", imgui.TableColumnFlags_.width_stretch)
-        imgui.table_setup_column("Tokens", imgui.TableColumnFlags_.width_fixed, 80)
-        imgui.table_setup_column("Share", imgui.TableColumnFlags_.width_fixed, 60)
+        pad = imgui.get_style().cell_padding.x * 2
+        imgui.table_setup_column("Tokens", imgui.TableColumnFlags_.width_fixed,
+                                 imgui.calc_text_size(f"{max(total, 1):,}").x + pad)
+        imgui.table_setup_column("Share", imgui.TableColumnFlags_.width_fixed, imgui.calc_text_size("100.0%").x + pad)
         imgui.table_headers_row()
         for source, tokens in parts:
             imgui.table_next_row()

@@ -7,11 +7,18 @@ satisfies both.  The app calls `drain()` once per frame (before drawing).
 Rows are drawn with `imgui.ListClipper`, so a 10k-entry log costs only the
 visible rows.  Clicking a row shows its full payload below the table.
 
+Filtering and clearing are kept apart: the filter row (kind, provider, direction,
+search text) ends in *Reset filters*; when a filter hides rows, a warning says how
+many and offers *Show all*.  *Clear log* sits on its own at the right and asks first.
+Each row says which tier (and ticket) made the call (the session label: "Tier 3
+(Worker): T1", "chat", ...).
+
 Labels tests rely on: combos "##comms_kind", "##comms_provider",
 "##comms_direction" (find combos by full path, e.g. "//Comms/##comms_kind"),
-the text box "##comms_filter", "Clear##comms", "Follow##comms", the table
-"comms_table" whose rows are selectables "#<seq>", and the payload view
-"##comms_payload".
+the text box "##comms_filter", "Reset filters##comms", "Show all##comms",
+"Clear log##comms" (then "//$FOCUSED/Clear log" or "//$FOCUSED/Cancel"),
+"Follow##comms", the table "comms_table" whose rows are selectables "#<seq>",
+and the payload view "##comms_payload".
 """
 from __future__ import annotations
 
@@ -19,11 +26,13 @@ from typing import Protocol
 
 from imgui_bundle import imgui
 
+from gui import theme, widgets
 from gui.comms_log import CommsLog
 from gui.panel_project import DIM_COLOR, ERROR_COLOR
 
 DIRECTION_COLORS = {"OUT": imgui.ImVec4(0.45, 0.75, 1.0, 1.0), "IN": imgui.ImVec4(0.55, 0.9, 0.55, 1.0)}
 DETAILS_HEIGHT = 150.0
+CLEAR_POPUP = "Clear the comms log?"
 
 
 class CommsActions(Protocol):
@@ -31,6 +40,7 @@ class CommsActions(Protocol):
                    direction: str | None = None, text: str | None = None) -> None: ...
     def select(self, seq: int | None) -> None: ...
     def clear(self) -> None: ...
+    def reset_filters(self) -> None: ...
 
 
 def _filter_combo(title: str, widget_id: str, current: str, choices: list[str], width: float) -> str | None:
@@ -59,31 +69,51 @@ def draw(state: CommsLog, actions: CommsActions) -> None:
     direction = _filter_combo("Dir", "##comms_direction", state.filter_direction, ["OUT", "IN"], 55)
     if direction is not None:
         actions.set_filter(direction=direction)
-    imgui.set_next_item_width(-230)
-    changed, text = imgui.input_text_with_hint("##comms_filter", "filter text", state.filter_text)
-    imgui.set_item_tooltip("words that must all appear (kind, provider, model or payload)")
+    clear_w = imgui.calc_text_size("Clear log").x + imgui.get_style().frame_padding.x * 2
+    imgui.set_next_item_width(max(120.0, imgui.get_content_region_avail().x - clear_w - 240))
+    changed, text = imgui.input_text_with_hint("##comms_filter", "search: kind, model, tier, ticket, payload",
+                                               state.filter_text)
+    imgui.set_item_tooltip("words that must all appear (kind, provider, model, tier/ticket or payload)")
     if changed:
         actions.set_filter(text=text)
     imgui.same_line()
-    if imgui.small_button("Clear##comms"):
-        actions.clear()
+    imgui.begin_disabled(not state.filtering)
+    if imgui.small_button("Reset filters##comms"):
+        actions.reset_filters()
+    imgui.end_disabled()
     imgui.same_line()
     _, state.follow = imgui.checkbox("Follow##comms", state.follow)
-    imgui.same_line()
+    imgui.same_line(imgui.get_cursor_pos_x() + max(0.0, imgui.get_content_region_avail().x - clear_w))
+    imgui.push_style_color(imgui.Col_.button, imgui.ImVec4(0.45, 0.16, 0.14, 1.0))
+    if imgui.small_button("Clear log##comms"):
+        widgets.ask(CLEAR_POPUP)
+    imgui.pop_style_color()
+    imgui.set_item_tooltip("delete every entry of the comms log (asks first)")
+    if widgets.dialog(CLEAR_POPUP, f"Delete all {len(state.rows):,} entries of the comms log?",
+                      ("Clear log",), "The session logs in .mma_desk/logs keep them.", danger="Clear log") == "Clear log":
+        actions.clear()
     rows = state.visible()
     dropped = f", {state.dropped:,} oldest dropped" if state.dropped else ""
     imgui.text_colored(DIM_COLOR, f"{len(rows):,}/{len(state.rows):,} entries{dropped}")
+    hidden = len(state.rows) - len(rows)
+    if hidden:
+        imgui.same_line()
+        imgui.text_colored(theme.RUN_STATUS_COLORS["aborted"], f"the filter hides {hidden:,} entries")
+        imgui.same_line()
+        if imgui.small_button("Show all##comms"):
+            actions.reset_filters()
 
     selected = state.selected
     table_height = -(DETAILS_HEIGHT if selected is not None else 1.0)
     flags = (imgui.TableFlags_.scroll_y | imgui.TableFlags_.scroll_x | imgui.TableFlags_.row_bg
              | imgui.TableFlags_.borders_inner_v | imgui.TableFlags_.resizable
              | imgui.TableFlags_.sizing_fixed_fit)
-    if imgui.begin_table("comms_table", 9, flags, imgui.ImVec2(0, table_height)):
+    if imgui.begin_table("comms_table", 10, flags, imgui.ImVec2(0, table_height)):
         imgui.table_setup_scroll_freeze(0, 1)
         imgui.table_setup_column("#", imgui.TableColumnFlags_.width_fixed, 44)
         imgui.table_setup_column("Time", imgui.TableColumnFlags_.width_fixed, 86)
         imgui.table_setup_column("Dir", imgui.TableColumnFlags_.width_fixed, 30)
+        imgui.table_setup_column("Tier / ticket", imgui.TableColumnFlags_.width_fixed, 150)
         imgui.table_setup_column("Kind", imgui.TableColumnFlags_.width_fixed, 70)
         imgui.table_setup_column("Provider", imgui.TableColumnFlags_.width_fixed, 62)
         imgui.table_setup_column("Model", imgui.TableColumnFlags_.width_fixed, 120)
@@ -107,6 +137,8 @@ def draw(state: CommsLog, actions: CommsActions) -> None:
                 imgui.text(row.time_str)
                 imgui.table_next_column()
                 imgui.text_colored(DIRECTION_COLORS.get(row.direction, DIM_COLOR), row.direction)
+                imgui.table_next_column()
+                imgui.text(row.label)
                 imgui.table_next_column()
                 if row.kind == "error":
                     imgui.text_colored(ERROR_COLOR, row.kind)

@@ -7,18 +7,27 @@ in place), `actions` (`DiscussionActions`) the commands it calls -- the same
 with imgui_md when the runner initialised it (`immapp.run(..., with_markdown=True)`
 or `AddOnsParams(with_markdown=True)`); otherwise as wrapped plain text.
 
+Sending: *Send* or Ctrl+Enter in the message box (Enter makes a new line).  A Send
+over the model's window is refused, one over the project budget or a large one waits
+in a dialog with the token count and estimated cost ("Send anyway", "Send trimmed"
+when a measured trim fits, "Cancel"; see gui/send_check.py).  *Regenerate* asks the
+last question again; *Copy* on an entry says "Copied" for a moment.
+
 Labels tests rely on: combos "##provider", "##model", "##discussion" (find combos
 by full path, e.g. "//Discussion/##provider"), "##new_discussion_name", "New discussion",
 per entry "##role_<i>", "Edit##entry_<i>" / "Done##entry_<i>", "Up##entry_<i>",
-"Down##entry_<i>", "Delete##entry_<i>", the editor "##text_<i>" (inside child
-"history"), the message box "##ai_input", "Send", "Stop".
+"Down##entry_<i>", "Delete##entry_<i>", "Copy##entry_<i>", the editor "##text_<i>" (inside child
+"history"), the message box "##ai_input", "Send", "Regenerate", "Stop", and in the
+Send dialog (`SEND_POPUP`) "//$FOCUSED/Send anyway", "//$FOCUSED/Send trimmed", "//$FOCUSED/Cancel".
 """
 from __future__ import annotations
 
+import time
 from typing import Protocol
 
 from imgui_bundle import imgui, imgui_md
 
+from gui import widgets
 from gui.context_state import ContextState
 from gui.panel_project import DIM_COLOR, ErrorActions, draw_errors
 from project import PROVIDERS, ROLES
@@ -30,6 +39,10 @@ ROLE_COLORS = {
 }
 MESSAGE_BOX_LINES = 4
 ERROR_SOURCES = ("send", "discussion")
+SEND_POPUP = "###send_dialog"      # the title says whether it is a question or a refusal
+SEND_ANYWAY = "Send anyway"
+SEND_TRIMMED = "Send trimmed"
+COPIED_FEEDBACK_S = 1.5
 
 
 class DiscussionActions(ErrorActions, Protocol):
@@ -41,7 +54,9 @@ class DiscussionActions(ErrorActions, Protocol):
     def toggle_edit(self, index: int) -> bool: ...
     def delete_entry(self, index: int) -> bool: ...
     def move_entry(self, index: int, delta: int) -> bool: ...
-    def send_message(self) -> bool: ...
+    def send_message(self, confirmed: bool = False, trimmed: bool = False) -> bool: ...
+    def cancel_send(self) -> None: ...
+    def regenerate(self) -> bool: ...
     def cancel(self) -> bool: ...
 
 
@@ -137,6 +152,11 @@ def _draw_entry(state: ContextState, actions: DiscussionActions, i: int, count: 
     if imgui.small_button(f"Delete##entry_{i}"):
         action = "delete"
     imgui.same_line()
+    copied = state.inputs.copied_key == f"entry_{i}" and time.monotonic() - state.inputs.copied_at < COPIED_FEEDBACK_S
+    if imgui.small_button(f"{'Copied' if copied else 'Copy'}##entry_{i}"):
+        imgui.set_clipboard_text(entry.content)
+        state.inputs.copied_key, state.inputs.copied_at = f"entry_{i}", time.monotonic()
+    imgui.same_line()
     imgui.text_colored(DIM_COLOR, _short_ts(entry.ts))
     imgui.set_item_tooltip(entry.ts)
     if editing:
@@ -187,15 +207,34 @@ def draw(state: ContextState, actions: DiscussionActions) -> None:
             actions.move_entry(i, -1 if action == "up" else 1)
 
     draw_errors(state, actions, ERROR_SOURCES, "discussion")
-    _, state.ai_input = imgui.input_text_multiline(
+    # Enter makes a new line; Ctrl+Enter "validates" a multi-line box, which enter_returns_true reports.
+    ctrl_enter, state.ai_input = imgui.input_text_multiline(
         "##ai_input", state.ai_input,
-        imgui.ImVec2(-1, imgui.get_text_line_height() * MESSAGE_BOX_LINES + 8))
-    imgui.begin_disabled(state.busy or not state.ai_input.strip())
-    if imgui.button("Send"):
+        imgui.ImVec2(-1, imgui.get_text_line_height() * MESSAGE_BOX_LINES + 8),
+        imgui.InputTextFlags_.enter_returns_true | imgui.InputTextFlags_.word_wrap)
+    imgui.set_item_tooltip("Ctrl+Enter sends")
+    measuring = state.background_builds and state.context_stale
+    can_send = not state.busy and bool(state.ai_input.strip()) and not measuring
+    imgui.begin_disabled(not can_send)
+    if imgui.button("Send") or (ctrl_enter and can_send):
         actions.send_message()
     imgui.end_disabled()
+    if measuring and imgui.is_item_hovered(imgui.HoveredFlags_.allow_when_disabled):
+        imgui.set_tooltip("Send waits until the context is measured (see the Budget panel)")
     imgui.same_line()
-    if state.busy:
+    imgui.begin_disabled(not state.can_regenerate() or measuring)
+    if imgui.button("Regenerate"):
+        actions.regenerate()
+    imgui.end_disabled()
+    imgui.set_item_tooltip("drop the last reply and ask the same question again")
+    imgui.same_line()
+    _send_dialog(state, actions)
+    if measuring:
+        progress = state.build_progress
+        done, total = progress if progress else (0, 0)
+        imgui.text_colored(DIM_COLOR, f"measuring context… {done:,}/{total:,} files" if total
+                           else "measuring context…")
+    elif state.busy:
         if imgui.button("Stop"):
             actions.cancel()
         imgui.same_line()
@@ -205,3 +244,38 @@ def draw(state: ContextState, actions: DiscussionActions) -> None:
         tail = (f" · last reply: {usage['input_tokens']:,} in / {usage['output_tokens']:,} out"
                 if usage else "")
         imgui.text_colored(DIM_COLOR, f"{len(state.ai_input):,} chars{tail}")
+
+
+def _send_dialog(state: ContextState, actions: DiscussionActions) -> None:
+    """The dialog of a Send that needs the user's word (over a limit, or large)."""
+    check = state.pending_send
+    if check is None:
+        return
+    if not imgui.is_popup_open(SEND_POPUP):
+        widgets.ask(SEND_POPUP)
+    buttons: list[str] = []
+    offer = check.offer
+    if check.verdict == "confirm":
+        buttons.append(SEND_ANYWAY)
+    if offer is not None and offer.fits:
+        buttons.append(SEND_TRIMMED)
+    if check.offer_pending:
+        detail = "Working out a trim plan that fits..."
+    elif offer is None:
+        detail = "Large send: check the token count and the cost before it goes."
+    elif offer.fits:
+        dropped = ", ".join(f"{step.action.replace('_', ' ')} {step.label}" for step in offer.steps[:4])
+        more = f" and {len(offer.steps) - 4} more" if len(offer.steps) > 4 else ""
+        detail = (f"Send trimmed sends {offer.tokens:,} tokens (limit {offer.target:,} for the context): "
+                  f"{dropped}{more}.")
+    else:
+        detail = (f"No trim plan gets the context under {offer.target:,} tokens: remove files or switch "
+                  "them to skeleton/outline.")
+    title = "Not sent: over the model's window" if check.verdict == "refuse" else "Send this message?"
+    chosen = widgets.dialog(title + SEND_POPUP, check.describe(), tuple(buttons), detail)
+    if chosen == SEND_ANYWAY:
+        actions.send_message(confirmed=True)
+    elif chosen == SEND_TRIMMED:
+        actions.send_message(trimmed=True)
+    elif chosen == widgets.CANCEL:
+        actions.cancel_send()

@@ -492,7 +492,7 @@ def test_snapshot_is_json_and_hook_actions_work(root, make_state):
     assert state.click("btn_save_project") == {"ok": True}
     snap = json.loads(json.dumps(state.snapshot()))
     assert snap["files"] == [{"path": "app.py", "mode": "outline", "tokens": snap["files"][0]["tokens"],
-                              "n_files": 1, "errors": []}]
+                              "n_files": 1, "errors": [], "overlaps": 0}]
     assert snap["files"][0]["tokens"] > 0
     assert snap["current_provider"] == "mock" and snap["current_model"] == "mock-model"
     assert snap["busy"] is False and snap["ai_input"] == ""
@@ -647,3 +647,157 @@ def test_each_project_gets_a_chat_session_logging_into_it(root, tmp_path, make_s
     mine = ai_client.Session("mock", label="mine")
     kept = make_state(root, session=mine)
     assert kept.open_project(other) and kept.session is mine and kept.log_dir is None
+
+
+# ================================================================== autosave (hot exit)
+def test_autosave_writes_once_the_edits_settle(root, make_state):
+    state = make_state(root, autosave=True)
+    state.autosave.delay_s = 0.2
+    state.add_file("app.py")
+    state.add_entry("user", "remember me")
+    state.poll()
+    assert state.unsaved and not (root / PROJECT_FILE).exists()      # debounced: not yet
+    time.sleep(0.25)
+    state.poll()
+    assert not state.unsaved and state.autosave.saves == 1
+    cfg = load_project(root)
+    assert [f.path for f in cfg.files] == ["app.py"] and cfg.discussion()[-1].content == "remember me"
+    state.poll()
+    assert state.autosave.saves == 1                                  # nothing new: no write
+
+
+def test_autosave_never_overwrites_an_edit_made_on_disk(root, make_state):
+    state = make_state(root, autosave=True)
+    state.autosave.delay_s = 0.0
+    state.add_file("app.py")
+    state.poll()
+    assert state.autosave.saves == 1
+    edited = (root / PROJECT_FILE).read_text().replace('name = "proj"', 'name = "renamed-by-hand"')
+    (root / PROJECT_FILE).write_text(edited)                           # someone's editor
+    state.add_file("README.md")
+    state.poll()
+    assert (root / PROJECT_FILE).read_text() == edited                 # kept
+    assert state.unsaved and state.save_blocked
+    assert "changed on disk" in state.errors[-1].message
+    errors = len(state.errors)
+    state.poll()
+    assert len(state.errors) == errors                                 # reported once, not per frame
+    assert state.save()                                                # an explicit Save decides
+    assert [f.path for f in load_project(root).files] == ["app.py", "README.md"]
+
+
+def test_flush_on_exit_writes_a_recovery_file_when_the_project_file_is_broken(root, make_state):
+    state = make_state(root, autosave=True)
+    (root / PROJECT_FILE).write_text("this = is [broken\n")
+    state.add_file("app.py")
+    recovered = state.flush_on_exit()
+    assert recovered is not None and recovered.is_relative_to(root / ".mma_desk" / "unsaved")
+    assert (root / PROJECT_FILE).read_text() == "this = is [broken\n"
+    assert "app.py" in recovered.read_text()
+
+
+def test_opening_another_project_saves_this_one_first(root, tmp_path, make_state):
+    other = tmp_path / "other"
+    other.mkdir()
+    state = make_state(root, autosave=True)
+    state.add_entry("user", "do not lose me")
+    assert state.open_project(other)
+    assert load_project(root).discussion()[-1].content == "do not lose me"
+
+
+# ================================================================== Send and the token budget
+def _big_state(root, make_state, *, budget: int, model: str = "mock-model"):
+    (root / "big.txt").write_text("lorem ipsum dolor sit amet " * 40_000)     # ~270k tokens
+    state = make_state(root)
+    state.config.budgets.max_context_tokens = budget
+    state.set_model(model)
+    state.add_file("app.py")
+    state.add_file("big.txt")
+    state.refresh()
+    return state
+
+
+def test_send_over_the_model_window_is_refused_and_a_measured_trim_is_offered(root, make_state, recording):
+    state = _big_state(root, make_state, budget=10_000_000, model="claude-sonnet-4-5")   # 200k window
+    state.ai_input = "summarise"
+    assert state.send_message() is False
+    check = state.pending_send
+    assert check.verdict == "refuse" and check.over_window and check.total > 200_000
+    assert "not sent" in state.errors[-1].message and "200,000" in state.errors[-1].message
+    assert state.send_message(confirmed=True) is False                # confirming is no way round
+    assert recording == [] and state.entries == []
+    offer = state.pending_send.offer
+    assert offer is not None and offer.fits and offer.tokens <= offer.target < 200_000
+    assert any(step.label == "big.txt" for step in offer.steps)
+    assert state.send_message(trimmed=True) is True and state.wait_idle(10)
+    sent = recording[0]["system"]
+    assert "big.txt" not in sent and "class Greeter" in sent
+
+
+def test_send_over_the_project_budget_waits_for_confirmation(root, make_state, recording):
+    state = _big_state(root, make_state, budget=100_000)                # mock window is 1M
+    state.ai_input = "go"
+    assert state.send_message() is False
+    check = state.pending_send
+    assert check.verdict == "confirm" and check.over_budget and not check.over_window
+    assert recording == [] and not state.errors                       # a question, not an error
+    out = state.click("btn_send")
+    assert out["ok"] is False and "needs confirmation" in out["error"]
+    state.cancel_send()
+    assert state.pending_send is None and state.ai_input == "go"
+    assert state.click("btn_send", confirm=True) == {"ok": True}
+    assert state.wait_idle(10) and "big.txt" in recording[0]["system"]
+
+
+def test_a_large_send_shows_its_estimated_cost_first(root, make_state):
+    (root / "mid.txt").write_text("word " * 48_000)                     # ~60k tokens
+    state = make_state(root, provider="gemini")
+    state.set_model("gemini-2.5-pro")                                    # $1.25 per 1M input
+    state.add_file("mid.txt")
+    state.refresh()
+    state.ai_input = "hello"
+    assert state.send_message() is False
+    check = state.pending_send
+    assert check.verdict == "confirm" and check.large and not check.over_budget
+    assert check.cost_usd == pytest.approx(check.total * 1.25 / 1e6)
+    assert "~$0.08 input" in check.describe()
+
+
+def test_no_trim_is_offered_when_even_the_message_alone_is_over_the_window(root, make_state, recording):
+    state = make_state(root)
+    state.set_model("claude-sonnet-4-5")                                  # 200k window
+    state.config.budgets.max_context_tokens = 10_000_000
+    state.add_file("app.py")
+    state.refresh()
+    state.ai_input = "x" * 900_000                                        # ~225k tokens by itself
+    assert state.send_message() is False
+    offer = state.pending_send.offer
+    assert offer is not None and not offer.fits                           # nothing to offer
+    assert state.send_message(trimmed=True) is False
+    assert "does not get under" in state.errors[-1].message and recording == []
+
+
+def test_regenerate_asks_the_last_question_again(root, make_state, recording):
+    state = make_state(root)
+    state.ai_input = "what is 2+2?"
+    assert state.send_message() and state.wait_idle(10)
+    assert [e.role for e in state.entries] == ["user", "assistant"]
+    first_reply = state.entries[-1].content
+    assert state.can_regenerate()
+    assert state.regenerate() and state.wait_idle(10)
+    assert [e.role for e in state.entries] == ["user", "assistant"]
+    assert state.entries[0].content == "what is 2+2?" and len(recording) == 2
+    assert state.entries[-1].content == first_reply                   # the mock answers alike
+    state.delete_entry(1)
+    assert not state.can_regenerate() and state.regenerate() is False
+
+
+def test_comms_filter_reset_and_search_by_tier_and_ticket():
+    comms = CommsLog()
+    comms.sink({**_entry("request"), "label": "Tier 3 (Worker): T2"})
+    comms.sink({**_entry("request"), "label": "chat"})
+    comms.drain()
+    comms.set_filter(text="worker t2")
+    assert [r.label for r in comms.visible()] == ["Tier 3 (Worker): T2"] and comms.filtering
+    comms.reset_filters()
+    assert not comms.filtering and len(comms.visible()) == 2

@@ -24,7 +24,7 @@ def test_headless_run_plans_executes_and_writes_the_track(tmp_path, capsys):
     tracks = list((tmp_path / "conductor" / "tracks").iterdir())
     assert len(tracks) == 1
     folder = tracks[0]
-    assert {p.name for p in folder.iterdir()} == {"spec.md", "plan.md", "metadata.json", "state.json"}
+    assert {p.name for p in folder.iterdir()} == {"spec.md", "plan.md", "metadata.json", "state.json", "context.md"}
     state = json.loads((folder / "state.json").read_text())
     assert [t["status"] for t in state["tickets"]] == ["completed"] * 4
     for tier in ("Tier 1", "Tier 2", "Tier 3"):

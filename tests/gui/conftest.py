@@ -37,3 +37,12 @@ def mock_env(monkeypatch, tmp_path):
     for key in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "ANTHROPIC_API_KEY", "MMA_TEST_HOOKS",
                 "MMA_HOOK_TOKEN"):
         monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture
+def app(xvfb_display, mock_env, tmp_path):
+    """The real App on the mock provider, for tests that open its window (shut down after)."""
+    from tests.gui.helpers import make_app
+    the_app = make_app(tmp_path)
+    yield the_app
+    the_app.shutdown()

@@ -36,3 +36,11 @@ def pump_frames(app, predicate, what: str, timeout: float = 30.0) -> None:
         app.frame_start()
         app.frame_end()
         time.sleep(0.005)
+
+
+def answer(ctx, app, label: str) -> None:
+    """Click Approve/Reject in the Approvals window as a person would: after the window's
+    misfire guard (buttons are disabled for a moment after each answer) has passed."""
+    view = app.views["approvals"]
+    wait_until(ctx, lambda: time.monotonic() >= view.guard_until, "the approvals guard to pass", 5)
+    ctx.item_click(f"//Approvals/{label}")

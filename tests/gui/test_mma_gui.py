@@ -17,16 +17,9 @@ import pytest
 import events
 from gui import mma_display
 from gui.mma_state import MMAState, StreamStore
-from tests.gui.helpers import make_app, run_gui, wait_until
+from tests.gui.helpers import answer, make_app, run_gui, wait_until
 
 WAIT_S = 30.0
-
-
-@pytest.fixture
-def app(xvfb_display, mock_env, tmp_path):
-    the_app = make_app(tmp_path)
-    yield the_app
-    the_app.shutdown()
 
 
 def pending(app, kind: str, ticket_id: str | None = None):
@@ -78,7 +71,7 @@ def test_full_mock_run_driven_by_clicks(app, artifacts_dir):
         ctx.key_press(imgui.Key.down_arrow)                       # line 2: "Ticket T1: ..."
         ctx.key_chars(marker + " ")
         assert t1.prompt.startswith(f"<TICKET>\n{marker} Ticket T1:"), t1.prompt
-        ctx.item_click(f"//Approvals/Approve##{t1.request_id}")
+        answer(ctx, app, f"Approve##{t1.request_id}")
 
         # T2 and T3 become ready together: reject T2, approve T3
         wait_until(ctx, lambda: pending(app, "spawn", "T2") and pending(app, "spawn", "T3"),
@@ -87,9 +80,9 @@ def test_full_mock_run_driven_by_clicks(app, artifacts_dir):
         assert t2.request_id != t3.request_id
         ctx.yield_(2)
         testing.capture(ctx, os.path.join(artifacts_dir, "mma_approvals.png"))
-        ctx.item_click(f"//Approvals/Reject##{t2.request_id}")
+        answer(ctx, app, f"Reject##{t2.request_id}")
         assert pending(app, "spawn", "T3") is t3                   # the other request is untouched
-        ctx.item_click(f"//Approvals/Approve##{t3.request_id}")
+        answer(ctx, app, f"Approve##{t3.request_id}")
 
         # T4 depends on the rejected T2: the run ends blocked
         wait_until(ctx, lambda: app.mma.mma_status in ("completed", "blocked", "aborted"), "the run to end")
@@ -169,14 +162,14 @@ def test_tool_approval_and_auto_approve_by_clicks(xvfb_display, mock_env, tmp_pa
         track = type_epic_and_plan(ctx, app, "Write the release notes [write]")
         ctx.item_click(f"//MMA Dashboard/tracks/Accept##{track['id']}")
         wait_until(ctx, lambda: pending(app, "spawn", "T1"), "the spawn approval for T1")
-        ctx.item_click(f"//Approvals/Approve##{pending(app, 'spawn', 'T1').request_id}")
+        answer(ctx, app, f"Approve##{pending(app, 'spawn', 'T1').request_id}")
         wait_until(ctx, lambda: pending(app, "tool", "T1"), "the write_file approval")
         tool = pending(app, "tool", "T1")
         seen["tool"] = tool.payload.get("tool")
         seen["diff"] = (tool.payload.get("description") or {}).get("diff", "")
         ctx.yield_(2)
         testing.capture(ctx, os.path.join(artifacts_dir, "mma_tool_approval.png"))
-        ctx.item_click(f"//Approvals/Approve##{tool.request_id}")
+        answer(ctx, app, f"Approve##{tool.request_id}")
         # everything else is approved by the Auto-approve checkbox
         ctx.item_click("//MMA Dashboard/Auto-approve")
         wait_until(ctx, lambda: app.mma.mma_status in ("completed", "blocked", "aborted"), "the run to end")
@@ -210,6 +203,13 @@ def test_pause_resume_abort_by_clicks(app):
         ctx.item_click("//MMA Dashboard/Resume")
         wait_until(ctx, lambda: not engine.execution.paused, "the engine to resume")
         ctx.item_click("//MMA Dashboard/Abort")
+        ctx.yield_(3)
+        assert app.mma.mma_status == "running" and engine.status == "running"   # Abort asks first
+        ctx.item_click("//$FOCUSED/Cancel")
+        ctx.yield_(3)
+        assert engine.status == "running"
+        ctx.item_click("//MMA Dashboard/Abort")
+        ctx.item_click("//$FOCUSED/Abort track")
         wait_until(ctx, lambda: app.mma.mma_status == "aborted", "the run to abort")
         wait_until(ctx, lambda: not app.mma.pending_approvals, "the open approval to close")
 
@@ -237,13 +237,14 @@ def test_manual_queue_and_step_mode_by_clicks(app):
         wait_until(ctx, lambda: pending(app, "step", "T1"), "the step approval for T1")
         step = pending(app, "step", "T1")
         assert "Survey" in step.payload["description"]
-        ctx.item_click(f"//Approvals/Approve##{step.request_id}")
+        answer(ctx, app, f"Approve##{step.request_id}")
         wait_until(ctx, lambda: pending(app, "spawn", "T1"), "the spawn approval for T1")
-        ctx.item_click(f"//Approvals/Approve##{pending(app, 'spawn', 'T1').request_id}")
+        answer(ctx, app, f"Approve##{pending(app, 'spawn', 'T1').request_id}")
         wait_until(ctx, lambda: ticket(app, "T1")["status"] == "completed", "T1 to complete")
         ctx.yield_(5)
         assert ticket(app, "T2")["status"] == "todo" and not app.mma.pending_approvals
         ctx.item_click("//MMA Dashboard/Abort")
+        ctx.item_click("//$FOCUSED/Abort track")
         wait_until(ctx, lambda: app.mma.mma_status == "aborted", "the abort")
 
     run_gui(app, test)
