@@ -30,6 +30,7 @@ from models import BLOCKED, COMPLETED, TODO, Ticket, WorkerContext
 from providers.base import CancelledByUser, ProviderError, Usage
 from run_settings import RunSettings
 from tools import registry as tool_registry
+from tools import toolbox
 
 log = logging.getLogger(__name__)
 
@@ -215,9 +216,10 @@ def run_worker_lifecycle(ticket: Ticket, context: WorkerContext, context_files: 
             engine.session_started(ticket.id, session)
         try:
             files_md = _files_context(context_files, base_dir, model, ticket.id, stream_id, event_queue)
-            text = ai_client.send("\n\n".join(p for p in (md_content, files_md) if p), prompt, base_dir,
-                                  pre_tool_callback=approve_tool if tools else None, stream_callback=stream,
-                                  system_prompt=TIER3_SYSTEM, tools=tools)
+            with toolbox.servers_of(engine.base_dir if engine is not None else base_dir, base_dir):
+                text = ai_client.send("\n\n".join(p for p in (md_content, files_md) if p), prompt, base_dir,
+                                      pre_tool_callback=approve_tool if tools else None, stream_callback=stream,
+                                      system_prompt=TIER3_SYSTEM, tools=tools)
             if text.lstrip().upper().startswith("BLOCKED"):
                 kind, reason = OutcomeKind.BLOCKED, text.strip().splitlines()[0][:500]
         except CancelledByUser:

@@ -16,10 +16,12 @@ A project's `McpHub` registers itself here for its root when it starts and leave
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import reprlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +53,22 @@ def unregister_hub(root: str | os.PathLike, hub: McpHub) -> None:
     with _hubs_lock:
         if _hubs.get(_key(root)) is hub:
             del _hubs[_key(root)]
+
+
+@contextlib.contextmanager
+def servers_of(root: str | os.PathLike, workdir: str | os.PathLike) -> Iterator[None]:
+    """Tools that run in `workdir` (a ticket's git worktree, outside the project folder) get the
+    MCP servers of the project at `root` for the duration of the block."""
+    hub, key = hub_for(root), _key(workdir)
+    if hub is None or key == _key(root):
+        yield
+        return
+    with _hubs_lock:
+        _hubs[key] = hub
+    try:
+        yield
+    finally:
+        unregister_hub(workdir, hub)
 
 
 def hub_for(root: str | os.PathLike) -> McpHub | None:
