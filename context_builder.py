@@ -298,6 +298,7 @@ class FilesWithinBudget:
     markdown: str                                  # the files, then a note naming what is missing
     left_out: tuple[ContextError, ...] = ()        # missing, outside the root, no glob match, over budget
     trimmed: tuple[str, ...] = ()                  # files shown as a skeleton to fit the budget
+    files: tuple[tuple[str, int], ...] = ()        # (path, tokens) of each file included
 
 
 def files_within_budget(paths: Iterable[str], root: str | os.PathLike, budget_tokens: int,
@@ -327,4 +328,5 @@ def files_within_budget(paths: Iterable[str], root: str | os.PathLike, budget_to
     parts = [bundle.markdown] if bundle.markdown else []
     if note:
         parts.append("## Context files not included as asked\n\n" + "\n".join(note) + "\n")
-    return FilesWithinBudget("\n".join(parts), tuple(left_out), tuple(trimmed))
+    included = tuple((e.label, e.tokens) for e in bundle.items if e.source == "files")
+    return FilesWithinBudget("\n".join(parts), tuple(left_out), tuple(trimmed), included)

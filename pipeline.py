@@ -90,7 +90,7 @@ class Pipeline:
         spent: dict[str, Usage] = {}
 
         def book(model: str, usage: Usage) -> None:       # on the planning thread
-            ledger.add(tier, usage.input_tokens, usage.output_tokens, model)
+            ledger.add_usage(tier, usage, model)
             spent[model] = spent.get(model, Usage()) + usage
 
         woken = asyncio.Event()
@@ -180,7 +180,8 @@ class Pipeline:
             ledger.restore(saved)
         else:
             for model, usage in self._epic_usage.items():
-                ledger.add("Tier 1", usage.input_tokens, usage.output_tokens, model, propagate=False)
+                ledger.add("Tier 1", usage.input_tokens, usage.output_tokens, model, propagate=False,
+                           cache=usage.cache_fields())
         return ledger
 
     def _bind_queue(self, loop: asyncio.AbstractEventLoop) -> None:
