@@ -20,9 +20,13 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from file_cache import MODES, FileCache, ViewResult, has_views
 from providers import catalog
+
+if TYPE_CHECKING:
+    from project import ProjectConfig
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +254,15 @@ def build_context(items: Iterable[ContextItem | str | Sequence], screenshots: It
         sections, [e for e in estimates if e.source == "history"], total, window, cache)
     return ContextBundle(markdown, estimates, images, entries, total, by_source, share, window,
                          total > window, plan, fits, errors)
+
+
+def project_context(cfg: ProjectConfig, cache: FileCache | None = None) -> ContextBundle:
+    """The curated context of a project file as the app sends it to every tier: its files in
+    their view modes, its screenshots and its active discussion.  `mma-desk run` / `resume`
+    send exactly this, so a track planned headless gets the input one planned in the app gets."""
+    discussion = [{"role": e.role, "content": e.content, "ts": e.ts} for e in cfg.discussion()]
+    return build_context([ContextItem(f.path, f.mode) for f in cfg.files], cfg.screenshots, discussion,
+                         model_context_window=cfg.budgets.max_context_tokens, cache=cache, root=cfg.root)
 
 
 def _trim_plan(sections: list[_FileSection], history: list[TokenEstimate], total: int,

@@ -30,6 +30,7 @@ import background
 import events
 import multi_agent_conductor as mac
 import planning
+import prompt_cache
 import repo_map
 import track_lock
 from models import BLOCKED, TODO, TierUsage, Track, new_tier_usage
@@ -256,6 +257,8 @@ class Pipeline:
             track, self.event_queue, settings=self.settings, base_dir=str(self.project_dir),
             tier_usage=ledger if ledger is not None else self._track_ledger(), on_state_change=self.save,
             track_claim=claim)
+        if self.persist:                   # explicit prompt caches are recorded until deleted
+            engine.prompt_cache.record = prompt_cache.CacheRecord(self.project_dir)
         self.engines[track.id] = engine
         if self._stopping:
             engine.abort()

@@ -3,7 +3,8 @@
 The panels (`panel_mma_dashboard`, `panel_dag`, `panel_streams`, `panel_usage`)
 call these and only draw the results:
 
-- ticket table: `ticket_duration`, `ticket_times`; Saved tracks: `saved_track_rows`
+- ticket table: `ticket_duration`, `ticket_times`, `ticket_received` (what its worker was sent);
+  Saved tracks: `saved_track_rows`
 - Ticket DAG: `dag_levels`, `dag_positions`, `dag_links`
 - Tier Streams: `LineCache`, `wrap_line`, `update_line_cache` (wrapped lines, O(new text) on appends)
 - Usage & Cost: `tier_cost`, `usage_table` (one row per tier and model, each priced at its
@@ -56,6 +57,28 @@ def ticket_times(ticket: dict) -> str:
             return "-"
         return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
     return f"started {clock(ticket.get('started_at'))}\nfinished {clock(ticket.get('finished_at'))}"
+
+
+def ticket_received(ticket: dict) -> str:
+    """The Tokens column's tooltip: what the ticket's last worker was sent and billed
+    (`Ticket.received`): the shared prefix, its own files, the prompt, the cached part."""
+    got = ticket.get("received") or {}
+    if not got:
+        return ""
+    files = got.get("files") or []
+    lines = [f"Shared prefix: {got.get('prefix_tokens', 0):,} tokens (instructions, curated context, track brief)"]
+    if files:
+        listed = ", ".join(f"{f.get('path')} ({int(f.get('tokens', 0)):,})" for f in files)
+        lines.append(f"Own files: {len(files)}, {int(got.get('file_tokens', 0)):,} tokens: {listed}")
+    else:
+        lines.append("Own files: none")
+    lines.append(f"Ticket prompt: {got.get('prompt_tokens', 0):,} tokens")
+    total, read, write = int(got.get("input", 0)), int(got.get("cache_read", 0)), int(got.get("cache_write", 0))
+    how = " (from the track's explicit cache)" if got.get("explicit_cache") else ""
+    lines.append(f"Billed input: {total:,} tokens: {read:,} read from the cache{how}, {write:,} written to it, "
+                 f"{max(0, total - read - write):,} uncached")
+    lines.append(f"Output: {int(got.get('output', 0)):,} tokens")
+    return "\n".join(lines)
 
 
 def saved_track_rows(saved_tracks: list[dict], active_track_id: str | None, mma: MMAState) -> list[dict]:

@@ -22,7 +22,7 @@ from imgui_bundle import imgui
 
 from gui import theme
 from gui.actions import GuardedCalls
-from gui.mma_display import saved_track_rows, ticket_duration, ticket_times
+from gui.mma_display import saved_track_rows, ticket_duration, ticket_received, ticket_times
 from gui.mma_state import MMAState
 
 
@@ -284,6 +284,8 @@ def _tickets(mma: MMAState, actions: DashboardActions) -> None:
         imgui.table_next_column()
         usage = t.get("usage") or {}
         imgui.text(f"{usage.get('input', 0)} / {usage.get('output', 0)}")
+        if t.get("received") and imgui.is_item_hovered():
+            imgui.set_tooltip(ticket_received(t))
         imgui.table_next_column()
         imgui.begin_disabled(not has_engine or status != "todo")
         changed, value = imgui.checkbox(f"##step-{tid}", actions.step_mode_of(t))
