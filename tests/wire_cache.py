@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 MAX_BREAKPOINTS = 4            # Anthropic's limit per request
@@ -78,10 +77,6 @@ class ExplicitCache:
         return {"name": self.name, "model": f"models/{self.model}", "displayName": self.display_name,
                 "createTime": stamp(self.created), "updateTime": stamp(self.created),
                 "expireTime": stamp(self.expires), "usageMetadata": {"totalTokenCount": self.tokens}}
-
-
-def _tokens(chars: int) -> int:
-    return max(1, math.ceil(chars / 4))
 
 
 def _material(block: Any) -> str:
@@ -157,14 +152,28 @@ def _prefix_keys(model: str, segments: list[Segment]) -> tuple[list[str], list[i
     return keys, cumulative
 
 
+def published_minimum(model: str) -> int:
+    """Gemini Pro 4,096 and Flash 1,024; Claude Haiku 4.5+, Opus 4.5+ 4,096, Sonnet 4.6+ 2,048,
+    older Sonnet and Opus 1,024 (newer versions are assumed to keep their family's minimum)."""
+    version = re.search(r"-(\d+)-(\d+)", model)
+    newer = version is not None and (int(version.group(1)), int(version.group(2))) >= (4, 5)
+    if model.startswith("gemini-"):
+        return 4096 if "-pro" in model else 1024
+    if "haiku" in model or ("opus" in model and newer):
+        return 4096
+    if "sonnet" in model and version is not None and (int(version.group(1)), int(version.group(2))) >= (4, 6):
+        return 2048
+    return 1024
+
+
 class PromptCaches:
     """Every cache the emulated providers hold; thread-safe.  `clock` is injectable for TTL tests."""
 
     def __init__(self, clock: Callable[[], float] = time.time, ttl_s: float = DEFAULT_TTL_S,
-                 min_tokens: int | dict[str, int] = DEFAULT_MIN_TOKENS, implicit: bool = True):
+                 min_tokens: int | dict[str, int] | None = None, implicit: bool = True):
         self.clock = clock
         self.ttl_s = ttl_s
-        self.min_tokens = min_tokens
+        self.min_tokens = min_tokens if min_tokens is not None else {}
         self.implicit = implicit             # Gemini implicit caching (on, as the API has it)
         self._lock = threading.Lock()
         self._entries: dict[str, float] = {}         # prefix key -> expiry
@@ -172,9 +181,13 @@ class PromptCaches:
         self._ids = 0
 
     def minimum(self, model: str) -> int:
-        if isinstance(self.min_tokens, dict):
-            return self.min_tokens.get(model, DEFAULT_MIN_TOKENS)
-        return self.min_tokens
+        """The shortest prefix the provider caches for `model`: `min_tokens` when it is a
+        number, else its entry, else the providers' published minimum by model family."""
+        if isinstance(self.min_tokens, int):
+            return self.min_tokens
+        if model in self.min_tokens:
+            return self.min_tokens[model]
+        return published_minimum(model)
 
     def _alive(self, key: str, now: float) -> bool:
         expiry = self._entries.get(key)
@@ -341,11 +354,3 @@ class PromptCaches:
                 end = min(x for x in (cache.deleted, cache.expires, now) if x is not None)
                 out[cache.model] = out.get(cache.model, 0) + int(cache.tokens * max(0.0, end - cache.created))
         return out
-
-
-@dataclass
-class CacheBill:
-    """One model's cache counts in the emulator's bill."""
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    extra: dict = field(default_factory=dict)
