@@ -83,3 +83,25 @@ def test_a_headless_run_sends_the_curated_context_to_every_tier(provider, tmp_pa
         state = json.loads(next(tmp_path.glob("conductor/tracks/*/state.json")).read_text())
         read = sum(b.get("cache_read", 0) for b in state["tier_usage"].values())
         assert read > 0 and f"{read / sum(b['input'] for b in state['tier_usage'].values()) * 100:.1f} %" in line
+
+
+def test_resume_sends_the_curated_context_too(tmp_path, monkeypatch, capsys):
+    with WireEmulator() as emu:
+        monkeypatch.setenv("GEMINI_API_KEY", "FAKE-key-for-the-resume-test-0123456789")
+        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", emu.base_url)
+        monkeypatch.setenv("MMA_CREDENTIALS_FILE", str(tmp_path / "none.toml"))
+        monkeypatch.delenv("MMA_PROVIDER", raising=False)
+        cfg = curated_project(tmp_path)
+        cfg.provider = "gemini"
+        project.save_project(cfg)
+        assert cli.main(["run", "--epic", "Plan it first", "--project", str(tmp_path)]) == 0   # plans only
+        track_id = next((tmp_path / "conductor" / "tracks").iterdir()).name
+        emu.reset()
+        code = cli.main(["resume", track_id, "--project", str(tmp_path), "--auto"])
+        out = capsys.readouterr().out
+        assert code == 0, out
+        sent = [json.dumps(r.body) for r in emu.requests if isinstance(r.body, dict)]
+        # the workers' shared prefix holds the context: in their requests, or in the track's cache
+        assert sent and any(MARKER in text for text in sent)
+        assert all(MARKER in text for text in sent if "You are Tier 3" in text)
+        assert "Prompt cache: " in out

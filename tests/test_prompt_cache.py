@@ -359,3 +359,47 @@ def test_the_usage_split_equals_the_emulators_bill(provider, emu, tmp_path):
     # the tickets' own records add up to the workers' share of it
     assert sum(t.received["input"] for t in engine.track.tickets) == sum(
         t.usage.input for t in engine.track.tickets)
+
+
+# ----------------------------------------------------------------- Tiers 1-2 and the chat
+async def test_the_chat_and_tiers_1_and_2_share_the_context_prefix(emu, tmp_path):
+    import ai_client
+    md = CONTEXT + "\n## Discussion\n\n**user**:\nkeep it small\n"
+    pipeline = Pipeline(tmp_path, RunSettings.for_provider("anthropic", auto_queue=True), persist=False)
+    pipeline.event_queue.bind(asyncio.get_running_loop())
+    chat = ai_client.Session("anthropic", "claude-sonnet-4-6")          # the chat's default model
+    await asyncio.to_thread(chat.send, md, "what does helper_3 do?", system_prompt="You are the chat.")
+    [track] = await pipeline.plan("Add a flag", md)
+    await pipeline.accept_track(track)
+    chat_req, tier1, tier2 = [r.body for r in emu.requests_for("anthropic")]
+    blocks = [strip_marks(body["system"][0]) for body in (chat_req, tier1, tier2)]
+    assert blocks[0] == blocks[1] == blocks[2] and "helper_299" in blocks[0]["text"]
+    assert all(body["system"][0]["cache_control"] == {"type": "ephemeral"} for body in (chat_req, tier1, tier2))
+    # Tier 2 runs on the chat's model: it read the context the chat wrote
+    tier2_usage = pipeline.engines[track.id].tier_usage["Tier 2"]
+    assert tier2_usage.get("cache_read", 0) >= len(md) // 4 - 10
+
+
+# ----------------------------------------------------------------- the offline mock
+def test_the_mock_simulates_an_implicit_prefix_cache():
+    from providers.base import ChatRequest, PromptCacheUse
+    from providers.mock import MockAdapter
+    system = "You are Tier 3 (Worker). " + "context line\n" * 600
+    mock = MockAdapter(chunk_delay=0)
+
+    def ask(cache):
+        return mock.generate(ChatRequest("mock-cache-test", system, [{"role": "user", "content": "<TICKET>x</TICKET>"}],
+                                         cache=cache)).usage
+    assert ask(None).cache_read_tokens == 0                  # caching off: nothing cached, nothing recorded
+    assert ask(PromptCacheUse()).cache_read_tokens == 0      # the first one writes
+    second = ask(PromptCacheUse())
+    assert second.cache_read_tokens == (len(system) + 3) // 4 and second.input_tokens > second.cache_read_tokens
+
+
+def test_what_a_worker_received_survives_the_state_file():
+    from models import Ticket as T
+    ticket = T("T1", "x", received={"prefix_tokens": 10, "files": [{"path": "a.py", "tokens": 3}],
+                                    "cache_read": 10, "input": 15})
+    assert T.from_dict(json.loads(json.dumps(ticket.to_dict()))).received == ticket.received
+    with pytest.raises(ValueError, match="'received' must be dict"):
+        T.from_dict({"id": "T2", "description": "y", "received": ["not", "a", "dict"]})
