@@ -33,7 +33,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import events
 import multi_agent_conductor as mac
@@ -44,6 +44,9 @@ from planning import PlanningError
 from providers.base import ProviderError
 from run_settings import RunSettings
 from usage_cost import summary_line, usage_costs
+
+if TYPE_CHECKING:
+    from project import ProjectConfig
 
 log = logging.getLogger(__name__)
 
@@ -320,7 +323,7 @@ def run_headless(epic: str | None, project_dir: str, *, provider: str | None = N
     return code
 
 
-def _curated_context(cfg, printer: ProgressPrinter) -> str:
+def _curated_context(cfg: ProjectConfig, printer: ProgressPrinter) -> str:
     """The project's curated context, as the app sends it; what is missing is named."""
     from context_builder import project_context
     bundle = project_context(cfg)

@@ -340,17 +340,19 @@ class ConductorEngine:
                            "completed" if self.execution.is_complete() else "blocked")
             self.track.status = self.status
         finally:
-            await self._close_prompt_cache(loop)
-            self.running = set()
-            if self._emit_handle is not None:
-                self._emit_handle.cancel()
-                self._emit_handle = None
-            self.active_tier = None
             try:
-                self._emit_state()
+                await self._close_prompt_cache(loop)   # before the last state: it books the storage
             finally:
-                if self.track_claim is not None:
-                    self.track_claim.release()    # workers still alive keep their own hold
+                self.running = set()
+                if self._emit_handle is not None:
+                    self._emit_handle.cancel()
+                    self._emit_handle = None
+                self.active_tier = None
+                try:
+                    self._emit_state()
+                finally:
+                    if self.track_claim is not None:
+                        self.track_claim.release()    # workers still alive keep their own hold
         return self.status
 
     def _plan_prompt_cache(self, md_content: str) -> str:

@@ -53,6 +53,9 @@ EXPLICIT_TTL_S = 600            # a new explicit cache lives this long unless th
 CACHE_CALL_TIMEOUT_S = 30.0     # one create / extend / delete call
 WARMUP_MAX_WAIT_S = 120.0       # a worker never waits longer than this for another's cache write
 RECORD_FILE = Path(".mma_desk") / "prompt_caches.json"
+# How long a prefix stays in the provider's cache after its last use: Anthropic's ephemeral
+# cache keeps it 5 minutes; Gemini's implicit cache is assumed to keep it as long.
+PROVIDER_CACHE_TTL_S = 300.0
 
 COLD, WARMING, WARM = "cold", "warming", "warm"
 
@@ -181,7 +184,7 @@ class TrackPromptCache:
         """A response on `model` started: its prefix is in the cache now (and stays for the TTL)."""
         with self._cond:
             entry = self._models.setdefault(model, _ModelCache())
-            entry.warm_until = time.monotonic() + _provider_ttl(self.kind)
+            entry.warm_until = time.monotonic() + PROVIDER_CACHE_TTL_S
             if entry.state != WARM:
                 log.debug("track %s: %s cache written by session %s", self.track_id, model, session_id)
                 entry.state, entry.warmer = WARM, None
@@ -202,13 +205,11 @@ class TrackPromptCache:
             adapter = self._cache_adapter()
             info = adapter.create_cache(model, self._system, self._tools, EXPLICIT_TTL_S,
                                         f"mma-desk:{self.track_id}:{model}", cancel=cancel)
-        except (ProviderError, AttributeError, TypeError) as exc:
+        except ProviderError as exc:            # this worker's own response warms the cache instead
             log.warning("track %s: no explicit cache for %s (%s); the workers rely on implicit caching",
                         self.track_id, model, exc)
             with self._cond:
                 entry.explicit_failed = True
-                if entry.state == WARMING:             # this worker's own response warms it
-                    return
             return
         now = time.time()
         log.info("track %s: explicit cache %s for %s (%d tokens)", self.track_id, info.name, model, info.tokens)
@@ -270,12 +271,6 @@ class TrackPromptCache:
             with self._cond:
                 entry.explicit = None
         return deleted
-
-
-def _provider_ttl(kind: str) -> float:
-    """How long a prefix stays in the provider's cache after its last use (Anthropic's
-    ephemeral cache: 5 minutes; Gemini's implicit cache keeps about as long)."""
-    return 300.0
 
 
 # -------------------------------------------------------------------- the record of live caches
@@ -368,7 +363,7 @@ def sweep_stale(project_dir: str | os.PathLike, *, now: float | None = None) -> 
                                                                                   timeout=CACHE_CALL_TIMEOUT_S)
             adapters[entry.provider] = adapter
             adapter.delete_cache(entry.name)
-        except (ProviderError, AttributeError, TypeError) as exc:
+        except ProviderError as exc:
             log.warning("could not delete the stale prompt cache %s: %s (tried again at the next start)",
                         entry.name, exc)
             continue

@@ -109,8 +109,8 @@ def usage_costs(tier_usage: Mapping[str, Mapping[str, Any]], prices: Mapping[str
 
 
 def summary_line(summary: CostSummary) -> str:
-    """"Prompt cache: 71.9 % of 123,456 input tokens read from the cache; cost $0.0123,
-    without caching $0.0456 (73.0 % less)" -- one line for the window and the terminal."""
+    """One line for the window and the terminal, e.g.  Prompt cache: 71.9 % of 123,456 input
+    tokens read from the cache; cost $0.0123, without caching $0.0456 (73.0 % less)"""
     head = (f"Prompt cache: {100 * summary.cached_share:.1f} % of {summary.total_input:,} input tokens "
             f"read from the cache")
     if summary.cache_write:

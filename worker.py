@@ -125,8 +125,7 @@ def received_summary(md_content: str, files: FilesWithinBudget | None, prompt: s
     """What a worker was sent and billed, for the ticket's details: the shared prefix's tokens
     (estimated), its own files with their tokens, the prompt's, and the input billed, with the
     part read from / written to the prompt cache."""
-    import ai_client as client
-    system, _breaks = client.layout_system(md_content, TIER3_SYSTEM)
+    system, _breaks = ai_client.layout_system(md_content, TIER3_SYSTEM)
     own = [{"path": path, "tokens": tokens} for path, tokens in (files.files if files is not None else ())]
     return {"prefix_tokens": estimate_tokens(system), "files": own,
             "file_tokens": sum(f["tokens"] for f in own), "prompt_tokens": estimate_tokens(prompt),
