@@ -401,3 +401,18 @@ def test_what_a_worker_received_survives_the_state_file():
     assert T.from_dict(json.loads(json.dumps(ticket.to_dict()))).received == ticket.received
     with pytest.raises(ValueError, match="'received' must be dict"):
         T.from_dict({"id": "T2", "description": "y", "received": ["not", "a", "dict"]})
+
+
+def test_a_ledgers_cache_split_adds_up_to_the_parent_and_survives_a_resume():
+    from models import TierUsage
+    from providers.base import Usage
+    session = TierUsage()
+    track = TierUsage(parent=session)
+    track.add_usage("Tier 3", Usage(1000, 50, cache_read_tokens=800, cache_write_tokens=100), "m")
+    track.add_usage("Tier 3", Usage(0, 0, cache_storage_token_s=3600), "m")
+    row = {"input": 1000, "output": 50, "cache_read": 800, "cache_write": 100, "cache_storage_token_s": 3600}
+    assert track.snapshot()["Tier 3"]["models"]["m"] == row == session.snapshot()["Tier 3"]["models"]["m"]
+    resumed = TierUsage(parent=TierUsage())
+    resumed.restore(json.loads(json.dumps(track.snapshot())))
+    assert resumed.snapshot()["Tier 3"]["models"]["m"] == row
+    assert resumed.parent is not None and resumed.parent.snapshot() == {}        # spent earlier: not added again
