@@ -74,6 +74,12 @@ def _request_chars(request: ChatRequest) -> str:
 
 
 def _tier_of(request: ChatRequest) -> int:
+    """The tier whose instructions the system prompt ends with ("You are Tier N (...)"); the
+    curated context before them may mention any tier."""
+    found = [(request.system.rfind(f"You are {tag}"), tier) for tag, tier in TIER_TAGS.items()]
+    position, tier = max(found)
+    if position >= 0:
+        return tier
     for tag, tier in TIER_TAGS.items():
         if tag in request.system:
             return tier

@@ -416,3 +416,15 @@ def test_a_ledgers_cache_split_adds_up_to_the_parent_and_survives_a_resume():
     resumed.restore(json.loads(json.dumps(track.snapshot())))
     assert resumed.snapshot()["Tier 3"]["models"]["m"] == row
     assert resumed.parent is not None and resumed.parent.snapshot() == {}        # spent earlier: not added again
+
+
+@pytest.mark.parametrize("provider", ["mock", "gemini"])
+def test_a_context_that_mentions_the_tiers_does_not_confuse_the_offline_models(provider, emu):
+    """The curated context now comes before the role's instructions; a project whose files talk
+    about "Tier 1 (Orchestrator)" must still be answered as the tier that asks."""
+    noisy = "Our docs: Tier 1 (Orchestrator) plans; Tier 2 (Tech Lead) splits; Tier 4 (QA) checks.\n" * 3
+    engine = mac.ConductorEngine(flat(2), settings=settings(provider) if provider != "mock" else
+                                 RunSettings.for_provider("mock", auto_queue=True, diagnose_failures=False))
+    assert run(engine, noisy) == "completed"
+    worker_reply = "### Worker report" if provider == "mock" else "Working on:"     # each one's Tier 3 answer
+    assert all(t.result.startswith(worker_reply) for t in engine.track.tickets), [t.result for t in engine.track.tickets]
