@@ -35,6 +35,7 @@ from providers.base import (
     PromptCacheUse,
     ProviderError,
     ToolCall,
+    ToolResult,
     Usage,
     prefix_fingerprint,
 )
@@ -242,7 +243,7 @@ class Session:
         if images:
             user_msg["images"] = images
         messages = [*self.history, user_msg]
-        tool_specs = _tool_specs(tools)
+        tool_specs = _tool_specs(tools, base_dir)
         cache = self._cache_use(system, breaks, tool_specs)
         total = Usage()
         calls_made: list[dict] = []
@@ -270,9 +271,8 @@ class Session:
                 break
             for call in response.tool_calls:
                 result = self._run_tool(call, base_dir, pre_tool_callback, qa_callback)
-                calls_made.append({**call.to_dict(), "result": result})
-                messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name,
-                                 "content": result})
+                calls_made.append({**call.to_dict(), "result": result.text})
+                messages.append(result.message(call))
         text = "\n".join(p for p in text_parts if p)
         if keep_history:
             self.history = messages
@@ -365,33 +365,45 @@ class Session:
             except Exception:  # a broken ledger must not lose the reply the tokens paid for
                 log.exception("session %s: booking usage failed", self.id)
 
-    def _run_tool(self, call: ToolCall, base_dir: str, pre_tool_callback, qa_callback) -> str:
+    def _run_tool(self, call: ToolCall, base_dir: str, pre_tool_callback, qa_callback) -> ToolResult:
+        """One tool call: the project's toolbox (built-in + MCP) says whether to ask first."""
         import tools
+        from tools.toolbox import toolbox_for
+        box = toolbox_for(base_dir)
         self.log("IN", "tool_call", call.to_dict())
         approved = False
         args = dict(call.args)
-        if tools.needs_approval(call.name):
-            description = tools.describe(call.name, args, base_dir)
+        if box.needs_approval(call.name):
+            description = box.describe(call.name, args)
             decision = pre_tool_callback(call.name, args, description) if pre_tool_callback else False
             if isinstance(decision, dict):           # approval with edits, e.g. {"approved": True, "args": {...}}
                 args = decision.get("args", args)
                 decision = decision.get("approved", False)
             approved = bool(decision)
             if not approved:
-                result = f"REFUSED: the user did not approve {call.name}."
-                self.log("OUT", "tool_result", {"id": call.id, "name": call.name, "result": result})
+                result = ToolResult(f"REFUSED: the user did not approve {call.name}.", is_error=True)
+                self._log_tool_result(call, result)
                 return result
         try:
-            result = tools.execute(call.name, args, base_dir, approved=approved, cancel=self.cancel_event)
+            result = box.execute(call.name, args, approved=approved, cancel=self.cancel_event)
         except tools.ToolError as exc:
-            result = f"ERROR: {exc}"
+            text = f"ERROR: {exc}"
             if qa_callback is not None:
                 try:
-                    result += f"\nQA: {qa_callback(result)}"
+                    text += f"\nQA: {qa_callback(text)}"
                 except ProviderError as qa_exc:
                     log.warning("Tier 4 analysis failed: %s", qa_exc)
-        self.log("OUT", "tool_result", {"id": call.id, "name": call.name, "result": result})
+            result = ToolResult(text, is_error=True)
+        self._log_tool_result(call, result)
         return result
+
+    def _log_tool_result(self, call: ToolCall, result: ToolResult) -> None:
+        """The tool message as sent, with images counted rather than copied into the log."""
+        message = result.message(call)
+        payload: dict[str, Any] = {"id": call.id, "name": call.name, "result": message.pop("content")}
+        payload.update((k, len(v) if k == "images" else v) for k, v in message.items()
+                       if k in ("is_error", "images", "structured"))
+        self.log("OUT", "tool_result", payload)
 
     def bleed_stats(self) -> dict:
         from context_builder import context_window_for, estimate_tokens
@@ -413,18 +425,19 @@ class Session:
         }
 
 
-def tool_specs(tools_arg) -> list:
-    """The tool declarations `send(tools=...)` offers the model: none, every tool (True), or
-    the given list.  The prompt cache of a track holds exactly these."""
-    return _tool_specs(tools_arg)
+def tool_specs(tools_arg, base_dir: str = ".") -> list:
+    """The tool declarations `send(tools=..., base_dir)` offers the model: none, the project's
+    toolbox (True), or the given list.  The prompt cache of a track holds exactly these."""
+    return _tool_specs(tools_arg, base_dir)
 
 
-def _tool_specs(tools_arg) -> list:
+def _tool_specs(tools_arg, base_dir: str = ".") -> list:
+    """`tools=True`: the project's toolbox (built-in tools plus its MCP servers' tools)."""
     if not tools_arg:
         return []
     if tools_arg is True:
-        import tools
-        return list(tools.TOOL_SPECS)
+        from tools.toolbox import toolbox_for
+        return toolbox_for(base_dir).specs()
     return list(tools_arg)
 
 

@@ -9,6 +9,7 @@
   mma-desk skeleton FILE...      print tree-sitter views of files (Python, JS, TS/TSX, Go,
                                  Rust, Java, C, C++, C#; other files: full text and a note)
   mma-desk import-track PATH     import a Conductor track (plan.md) as a ticket DAG
+  mma-desk tools [--project DIR] every tool the models would get (built-in and MCP), one per line
 """
 from __future__ import annotations
 
@@ -44,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import-track", help="import a Conductor track folder or plan.md")
     imp.add_argument("path")
     imp.add_argument("--project", help="also write it into this project's conductor/ folder")
+
+    tl = sub.add_parser("tools", help="list every tool the models would get (built-in and MCP servers)")
+    tl.add_argument("--project", default=".", help="project folder (its mma_project.toml names the MCP servers)")
     return p
 
 
@@ -128,6 +132,39 @@ def cmd_import_track(path: str, project: str | None = None) -> int:
         return 1
 
 
+def cmd_tools(project_dir: str, out=None, err=None) -> int:
+    """`mma-desk tools --project DIR`: one line per tool: name, server (or built-in), approval.
+
+    Starts the project's enabled MCP servers to list their tools, then stops them.  Exits 1,
+    naming the server, when one fails to start (the other tools are still listed)."""
+    from project import load_project_or_last_good
+    from tools.mcp_client import DISABLED, FAILED, McpHub
+    from tools.toolbox import Toolbox
+    out, err = out or sys.stdout, err or sys.stderr
+    cfg, error = load_project_or_last_good(project_dir)
+    if error is not None:
+        print(f"mma-desk tools: {error} (using the last good settings)", file=err)
+    hub = McpHub(project_dir, register=False)
+    try:
+        if cfg.mcp_servers:
+            hub.apply(cfg.mcp_servers).result(timeout=hub.start_timeout * 2)
+        rows = Toolbox(project_dir, hub).listing()
+        name_w = max(len(name) for name, _s, _p in rows)
+        server_w = max(len(server) for _n, server, _p in rows)
+        for name, server, policy in rows:
+            print(f"{name:<{name_w}}  {server:<{server_w}}  {policy}", file=out)
+        statuses = hub.statuses()
+    finally:
+        hub.close()
+    for status in statuses:
+        if status.state == DISABLED:
+            print(f"mma-desk tools: MCP server {status.name!r} is disabled (enabled = false)", file=err)
+    failed = [s for s in statuses if s.state == FAILED]
+    for status in failed:
+        print(f"mma-desk tools: MCP server {status.name!r} failed to start: {status.error}", file=err)
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] == "gui" or argv[0].startswith("--") and argv[0] not in ("--help", "-h", "-v", "--verbose"):
@@ -148,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_skeleton(args.files, args.mode)
     if args.command == "import-track":
         return cmd_import_track(args.path, args.project)
+    if args.command == "tools":
+        return cmd_tools(args.project)
     _parser().print_help()
     return 0
 

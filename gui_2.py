@@ -50,6 +50,7 @@ from gui.context_state import ContextState, session_log_dir
 from gui.frame_stats import FrameStats
 from gui.hook_actions import HookSurface
 from gui.layout import APP_TITLE, DEFAULT_WINDOW_SIZE, WIN_APPROVALS, build_runner_params
+from gui.mcp_servers import McpServers, chat_tool_approver
 from gui.mma_state import MMAState
 from pipeline import EngineThread, Pipeline, was_reported
 from providers.credentials import install_log_redaction
@@ -122,6 +123,10 @@ class App(PipelineCommands):
         self._chat_usage_seen = 0
         self.refresh_saved_tracks()
         self.ctx.on_provider_changed = self._follow_provider
+        # MCP servers as tools, and the chat's tool approvals in the Approvals window
+        self.mcp = McpServers(self.ctx)
+        self.ctx.tool_approver = chat_tool_approver(self.event_queue, lambda: self.run_settings.approval_timeout)
+        self.mcp.poll()
         self._pump_future = self.engine_thread.submit(self._process_event_queue())
         self._pump_future.add_done_callback(self._on_pump_done)
         self.hooks.publish()
@@ -271,7 +276,7 @@ class App(PipelineCommands):
     # ==================================================================== per frame
     def is_busy(self) -> bool:
         """Anything in flight that should keep frames coming (idling off)."""
-        return (self.mma.busy or self.ctx.busy or self.futures_in_flight > 0
+        return (self.mma.busy or self.ctx.busy or self.mcp.busy or self.futures_in_flight > 0
                 or not self._pending_gui_tasks.empty() or self.hooks.pending)
 
     def workers_busy(self) -> int:
@@ -285,6 +290,7 @@ class App(PipelineCommands):
         self.check_futures()
         self.mma.prune_resolved()
         self.ctx.poll()
+        self.mcp.poll()
         if self.ctx.chat_usage_version != self._chat_usage_seen:
             self._chat_usage_seen = self.ctx.chat_usage_version
             self.mma.set_chat_usage(self.ctx.chat_usage.snapshot()["Chat"])
@@ -371,6 +377,7 @@ class App(PipelineCommands):
         log.info("engine thread stopped")
         self.comms_log.uninstall()
         self.ctx.close()
+        self.mcp.close()
         log.info("MMA Desk closed")
 
 

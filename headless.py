@@ -317,7 +317,12 @@ def run_headless(epic: str | None, project_dir: str, *, provider: str | None = N
         return 2
     prompt_cache.sweep_in_background(root)        # caches a dead run left behind
     pipeline.md_content = _curated_context(cfg, printer)
-    code, interrupted = asyncio.run(_run(pipeline, printer, epic, resume_id, auto, cfg.prices))
+    hub = _start_mcp_servers(root, cfg.mcp_servers, printer) if settings.tools_enabled else None
+    try:
+        code, interrupted = asyncio.run(_run(pipeline, printer, epic, resume_id, auto, cfg.prices))
+    finally:
+        if hub is not None:
+            hub.close()                # the servers stop with the run, also after Ctrl-C
     if interrupted:
         _exit_now(code)
     return code
@@ -333,6 +338,22 @@ def _curated_context(cfg: ProjectConfig, printer: ProgressPrinter) -> str:
         printer.line(f"Context: {len(bundle.items)} item(s), about {bundle.total_tokens:,} tokens, "
                      f"from {cfg.path.name}")
     return bundle.markdown
+
+
+def _start_mcp_servers(root: Path, servers: list, printer: ProgressPrinter):
+    """The project's MCP servers for the run's workers (stopped when the run ends); a server
+    that fails to start is reported and left out."""
+    if not any(server.enabled for server in servers):
+        return None
+    from tools.mcp_client import FAILED, RUNNING, McpHub
+    hub = McpHub(root)
+    hub.apply(servers).result(timeout=hub.start_timeout * 2)
+    for status in hub.statuses():
+        if status.state == RUNNING:
+            printer.line(f"MCP server {status.name}: {len(status.tools)} tool(s)")
+        elif status.state == FAILED:
+            printer.line(f"WARNING: MCP server {status.name} failed to start: {status.error}")
+    return hub
 
 
 def _exit_now(code: int) -> None:

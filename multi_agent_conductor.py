@@ -365,7 +365,7 @@ class ConductorEngine:
                 model = self.model_for(ticket)
                 expected[model] = expected.get(model, 0) + 1
         system, _breaks = ai_client.layout_system(shared, TIER3_SYSTEM)
-        self.prompt_cache.plan(system, ai_client.tool_specs(self.settings.tools_enabled), expected)
+        self.prompt_cache.plan(system, ai_client.tool_specs(self.settings.tools_enabled, self.base_dir), expected)
         return shared
 
     async def _close_prompt_cache(self, loop: asyncio.AbstractEventLoop) -> None:

@@ -31,6 +31,7 @@ from atomic_files import atomic_write_bytes, atomic_write_text, remove_stale_tem
 from models import TIERS, utc_now
 from providers import catalog
 from providers.catalog import TierConfigError, TierModels
+from tools.mcp_config import McpConfigError, McpServerConfig, parse_servers
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,7 @@ class ProjectConfig:
     models: dict[str, Any] = field(default_factory=default_tier_models)
     budgets: Budgets = field(default_factory=Budgets)
     prices: dict[str, ModelPrice] = field(default_factory=default_prices)
+    mcp_servers: list[McpServerConfig] = field(default_factory=list)   # [[mcp_servers]]
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -383,7 +385,14 @@ def _price(table: dict, key: str, where: str) -> float:
 
 
 _TOP_KEYS = ("name", "provider", "files", "screenshots", "discussions", "discussion_order",
-             "active_discussion", "models", "budgets", "prices")
+             "active_discussion", "models", "budgets", "prices", "mcp_servers")
+
+
+def _mcp_servers(raw: Any) -> list[McpServerConfig]:
+    try:
+        return parse_servers(raw)
+    except McpConfigError as exc:
+        raise _BadValue(exc.key_path, str(exc).split(": ", 1)[-1]) from exc
 
 
 def _ordered(discussions: dict, order: list[str]) -> dict:
@@ -408,6 +417,7 @@ def config_from_dict(data: dict, root: str | Path) -> ProjectConfig:
         models=_models(data.get("models", {}), provider),
         budgets=_budgets(data.get("budgets", {})),
         prices=_prices(data["prices"]) if "prices" in data else default_prices(),
+        mcp_servers=_mcp_servers(data.get("mcp_servers", [])),
         extra=_rest(data, _TOP_KEYS))
     if cfg.active_discussion not in cfg.discussions:
         if cfg.active_discussion:   # tolerate a hand-typed name: start it empty
@@ -435,6 +445,8 @@ def config_to_dict(cfg: ProjectConfig) -> dict:
                                for e in entries]
                         for name, entries in cfg.discussions.items()},
     }
+    if cfg.mcp_servers:
+        data["mcp_servers"] = [server.to_dict() for server in cfg.mcp_servers]
     data.update((k, v) for k, v in cfg.extra.items() if k not in data)
     return _toml_safe(data)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import queue
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import ai_client
@@ -44,14 +44,19 @@ class ChatWorker:
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._future: concurrent.futures.Future | None = None
 
-    def start(self, request_id: int, markdown: str, text: str, images: list[dict], base_dir: str) -> None:
-        """Send on the worker thread (GUI thread call; one request at a time)."""
+    def start(self, request_id: int, markdown: str, text: str, images: list[dict], base_dir: str,
+              approve_tool: Callable[..., dict] | None = None) -> None:
+        """Send on the worker thread (GUI thread call; one request at a time).
+
+        With `approve_tool` the model gets the project's tools (built-in and MCP); a call that
+        needs approval waits for `approve_tool(name, args, description, cancel_event)`."""
         if self._executor is None:
             self._executor = concurrent.futures.ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix="chat-send",
                 initializer=ai_client.bind_session, initargs=(self.session,))
         self.session.cancel_event.clear()
-        self._future = self._executor.submit(self._run, request_id, markdown, text, images, base_dir)
+        self._future = self._executor.submit(self._run, request_id, markdown, text, images, base_dir,
+                                             approve_tool)
 
     def cancel(self) -> None:
         """Ask the provider to stop streaming (the reply then ends with what arrived)."""
@@ -69,13 +74,21 @@ class ChatWorker:
             except queue.Empty:
                 return
 
-    def _run(self, request_id: int, markdown: str, text: str, images: list[dict], base_dir: str) -> None:
+    def _run(self, request_id: int, markdown: str, text: str, images: list[dict], base_dir: str,
+             approve_tool: Callable[..., dict] | None) -> None:
         put = self._inbox.put
+        cancel_event = self.session.cancel_event
+
+        def ask(name: str, args: dict, description: dict) -> dict:
+            assert approve_tool is not None
+            return approve_tool(name, args, description, cancel_event)
+
         try:
             result = self.session.send(
                 markdown, text, base_dir, system_prompt=CHAT_SYSTEM_PROMPT,
                 stream_callback=lambda chunk: put(("chunk", request_id, chunk)),
-                images=images or None, keep_history=False)
+                images=images or None, keep_history=False, tools=approve_tool is not None,
+                pre_tool_callback=ask if approve_tool is not None else None)
         except ProviderError as exc:
             put(("error", request_id, {"message": redact(f"{exc.provider or self.session.provider}: {exc}"),
                                        "hint": redact(exc.hint or ""), "partial": exc.partial_text}))

@@ -119,6 +119,9 @@ class ContextState(FileItems):
         # switched it, so the app can follow (pipeline, tier models).  A ValueError it raises
         # is shown as an error; the switch itself stays.
         self.on_provider_changed: Callable[[str], Any] | None = None
+        # Set by the app: with it the chat's model gets the project's tools (built-in and MCP),
+        # asking through it before a write, a command or an MCP tool that is not read-only.
+        self.tool_approver: Callable[..., dict] | None = None
         self._owns_session = session is None
         if session is not None:        # one passed in stays (its log folder is the caller's)
             self.session = session
@@ -391,7 +394,7 @@ class ContextState(FileItems):
         self.stream_text = ""
         self.stream_chunks = 0
         self.busy = True
-        self.chat.start(request_id, bundle.markdown, text, images, str(self.project_dir))
+        self.chat.start(request_id, bundle.markdown, text, images, str(self.project_dir), self.tool_approver)
         return True
 
     def cancel(self) -> bool:

@@ -243,6 +243,7 @@ class HookSurface:
             "active_track_id": app.active_track_id, "engine_paused": app.engine_paused,
             "saved_tracks": list(app.saved_tracks),     # its dicts are replaced, never changed
             "hook_url": app.hook_url,
+            "mcp_servers": app.mcp.snapshot(),
         })
         perf = self._perf
         if now - self._perf_at >= PERF_INTERVAL_S or not perf:

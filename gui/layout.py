@@ -32,6 +32,7 @@ from gui import (
     panel_dag,
     panel_diagnostics,
     panel_discussion,
+    panel_mcp,
     panel_mma_dashboard,
     panel_project,
     panel_streams,
@@ -53,6 +54,7 @@ WIN_STREAMS = "Tier Streams"
 WIN_USAGE = "Usage & Cost"
 WIN_APPROVALS = "Approvals"
 WIN_DIAGNOSTICS = "Diagnostics"
+WIN_MCP = "MCP Servers"
 
 
 def _top_bar(app: App) -> None:
@@ -203,6 +205,7 @@ def build_runner_params(app: App, window_size: tuple[int, int] = DEFAULT_WINDOW_
     window("Project", lambda: panel_project.draw(app.ctx, app.ctx), "LeftSpace", focus=True)
     window("Discussion", lambda: panel_discussion.draw(app.ctx, app.ctx), "LeftSpace")
     window("Budget", lambda: panel_budget.draw(app.ctx), "LeftSpace")
+    window(WIN_MCP, lambda: panel_mcp.draw(app.mcp, app.mcp), "LeftSpace")
     window("Comms", lambda: panel_comms.draw(app.comms_log, app.comms_log), "BottomSpace")
     window(WIN_DAG, lambda: panel_dag.draw(app.mma, dag_view), "MainDockSpace")
     window(WIN_USAGE, lambda: panel_usage.draw(app.mma, app, usage_view), "MainDockSpace")

@@ -63,6 +63,8 @@ def _one(actions: ApprovalActions, a: Approval) -> None:
         desc = a.payload.get("description") or {}
         desc = desc if isinstance(desc, dict) else {"summary": str(desc)}
         imgui.text(f"Tool: {a.payload.get('tool', desc.get('tool', '?'))}")
+        if desc.get("server"):
+            imgui.text_colored(theme.HINT_TEXT, f"MCP server {desc['server']}, tool {desc.get('mcp_tool', '?')}")
         if desc.get("summary"):
             imgui.text_wrapped(str(desc["summary"]))
         if desc.get("error"):

@@ -2,8 +2,9 @@
 
 `make_adapter(name)` builds the adapter that `PROVIDERS` names for a provider.
 `PROVIDERS` starts as the catalog's table of built-in adapters
-(`providers.catalog`); tests and benchmarks register stand-in adapters in it
-at run time.  SDK imports stay lazy so the mock path never pays for them.
+(`providers.catalog`: `mock`, `gemini`, `anthropic`, and `gemini-cli`, which runs
+Gemini through the Gemini CLI, `providers.gemini_cli`); tests and benchmarks
+register stand-in adapters in it at run time.  SDK imports stay lazy so the mock path never pays for them.
 """
 from __future__ import annotations
 

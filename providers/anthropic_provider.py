@@ -24,7 +24,7 @@ import logging
 import os
 from typing import Any
 
-from providers import credentials
+from providers import credentials, tool_schema
 from providers.base import (
     AuthError,
     BadRequestError,
@@ -109,7 +109,7 @@ class AnthropicAdapter:
                       request.temperature)
         if request.tools:
             params["tools"] = [{"name": t.name, "description": t.description,
-                                "input_schema": t.parameters or {"type": "object", "properties": {}}}
+                                "input_schema": tool_schema.for_anthropic(t.parameters)}
                                for t in request.tools]
         return params
 
@@ -149,7 +149,7 @@ class AnthropicAdapter:
                 add("assistant", blocks)
             elif role == "tool":
                 block = {"type": "tool_result", "tool_use_id": msg["tool_call_id"],
-                         "content": msg.get("content", "")}
+                         "content": _tool_result_content(msg)}
                 if msg.get("is_error"):
                     block["is_error"] = True
                 add("user", [block])
@@ -335,6 +335,29 @@ class _State:
         self.cache_write = 0
         self.events = 0
         self.done = False
+
+
+def _tool_result_content(msg: dict) -> str | list[dict]:
+    """Plain text, or text + image blocks (+ the structured content as JSON text) when there is more."""
+    text = msg.get("content", "")
+    if not msg.get("images") and not isinstance(msg.get("structured"), dict):
+        return text
+    blocks: list[dict] = [{"type": "text", "text": text}] if text else []
+    if isinstance(msg.get("structured"), dict) and not _is_json_of(text, msg["structured"]):
+        blocks.append({"type": "text", "text": "structuredContent: " + json.dumps(msg["structured"])})
+    for image in msg.get("images") or []:
+        data = image["data"]
+        encoded = data if isinstance(data, str) else base64.b64encode(data).decode("ascii")
+        blocks.append({"type": "image", "source": {"type": "base64", "media_type": image["mime_type"],
+                                                   "data": encoded}})
+    return blocks
+
+
+def _is_json_of(text: str, value: Any) -> bool:
+    try:
+        return bool(json.loads(text) == value)
+    except ValueError:
+        return False
 
 
 def _count(usage: Any, name: str) -> int:

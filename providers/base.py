@@ -10,7 +10,8 @@ paths as production.
 Neutral message shapes (`ChatRequest.messages`):
   {"role": "user", "content": str, "images"?: [{"mime_type": str, "data": bytes}]}
   {"role": "assistant", "content": str, "tool_calls"?: [ToolCall.to_dict()]}
-  {"role": "tool", "tool_call_id": str, "name": str, "content": str}
+  {"role": "tool", "tool_call_id": str, "name": str, "content": str,
+   "is_error"?: bool, "images"?: [{"mime_type": str, "data": base64 str}], "structured"?: dict}
 """
 from __future__ import annotations
 
@@ -42,6 +43,30 @@ class ToolCall:
 
     def to_dict(self) -> dict:
         return {"id": self.id, "name": self.name, "args": dict(self.args)}
+
+
+@dataclass
+class ToolResult:
+    """What a tool call gave back, before a provider translates it (`message()`).
+
+    `text` is what every provider gets; `is_error` marks a failed call (Anthropic's
+    `is_error`, Gemini's `error` key); `images` (base64) and `structured` (the MCP
+    `structuredContent` object) go where the provider's tool-result format has room.
+    """
+    text: str
+    is_error: bool = False
+    images: list[dict] = field(default_factory=list)
+    structured: dict | None = None
+
+    def message(self, call: ToolCall) -> dict:
+        msg: dict = {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": self.text}
+        if self.is_error:
+            msg["is_error"] = True
+        if self.images:
+            msg["images"] = list(self.images)
+        if self.structured is not None:
+            msg["structured"] = self.structured
+        return msg
 
 
 @dataclass

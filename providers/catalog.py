@@ -1,12 +1,12 @@
 """The model catalog: every provider and model MMA Desk knows, in one place.
 
-Providers: `mock`, `gemini` and `anthropic`, each with the adapter class that
+Providers: `mock`, `gemini`, `anthropic` and `gemini-cli`, each with the adapter class that
 implements it, the model a chat session starts with, and the per-tier models
 of the MMA pipeline.  Models: name, provider, context window and prices.
 
 Ask it with the small functions below:
 
-    provider_names()              -> ("mock", "gemini", "anthropic")
+    provider_names()              -> ("mock", "gemini", "anthropic", "gemini-cli")
     is_provider(name)             -> bool;  provider_info(name) -> ProviderInfo
     adapter_classes()             -> {provider: (module, class)}   (providers.make_adapter)
     default_chat_model(provider)  -> "gemini-2.5-flash"
@@ -199,6 +199,8 @@ _PROVIDERS: dict[str, ProviderInfo] = {p.name: p for p in (
                  prompt_cache="gemini"),
     ProviderInfo("anthropic", ("providers.anthropic_provider", "AnthropicAdapter"),
                  "claude-sonnet-4-6", _ANTHROPIC_TIERS, prompt_cache="breakpoints"),
+    # Gemini models through the Gemini CLI (Node.js, installed on demand): providers/gemini_cli.py
+    ProviderInfo("gemini-cli", ("providers.gemini_cli", "GeminiCliAdapter"), "gemini-2.5-flash", _GEMINI_TIERS),
 )}
 
 _GEMINI_WINDOW = 1_048_576

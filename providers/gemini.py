@@ -27,7 +27,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from providers import credentials
+from providers import credentials, tool_schema
 from providers.base import (
     AuthError,
     BadRequestError,
@@ -166,7 +166,7 @@ class GeminiAdapter:
             return []
         return [t.Tool(function_declarations=[
             t.FunctionDeclaration(name=spec.name, description=spec.description,
-                                  parameters_json_schema=spec.parameters or {"type": "object"})
+                                  parameters_json_schema=tool_schema.for_gemini(spec.parameters))
             for spec in specs])]
 
     def _config(self, request: ChatRequest, use_cache: bool = True) -> Any:
@@ -204,10 +204,7 @@ class GeminiAdapter:
                 if msg.get("content"):
                     parts.append(t.Part(text=msg["content"]))
                 for image in msg.get("images") or []:
-                    data = image["data"]
-                    if isinstance(data, str):
-                        data = base64.b64decode(data)
-                    parts.append(t.Part.from_bytes(data=data, mime_type=image["mime_type"]))
+                    parts.append(t.Part.from_bytes(data=_image_bytes(image["data"]), mime_type=image["mime_type"]))
                 add("user", parts)
             elif role == "assistant":
                 parts = [t.Part(text=msg["content"])] if msg.get("content") else []
@@ -221,7 +218,9 @@ class GeminiAdapter:
             elif role == "tool":
                 wire_id, _ = self._calls.get(msg.get("tool_call_id", ""), (None, None))
                 add("user", [t.Part(function_response=t.FunctionResponse(
-                    name=msg["name"], id=wire_id, response={"result": msg.get("content", "")}))])
+                    name=msg["name"], id=wire_id, response=_function_response(msg))),
+                    *(t.Part.from_bytes(data=_image_bytes(image["data"]), mime_type=image["mime_type"])
+                      for image in msg.get("images") or [])])
             else:
                 raise BadRequestError(f"unknown message role {role!r}", provider=PROVIDER)
         return contents
@@ -373,6 +372,19 @@ class _State:
         self.output_tokens = 0
         self.cached_tokens = 0
         self.chunks = 0
+
+
+def _image_bytes(data: str | bytes) -> bytes:
+    return base64.b64decode(data) if isinstance(data, str) else data
+
+
+def _function_response(msg: dict) -> dict:
+    """A tool result as Gemini's `response` object: `result` (or `error` for a failed call),
+    plus the MCP structured content when there is some.  Images follow as their own parts."""
+    response: dict[str, Any] = {"error" if msg.get("is_error") else "result": msg.get("content", "")}
+    if isinstance(msg.get("structured"), dict):
+        response["structured"] = msg["structured"]
+    return response
 
 
 def _epoch(value: Any) -> float | None:

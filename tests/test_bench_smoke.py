@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHES = ("events", "scheduler", "frame", "skeleton", "languages", "startup", "memory", "cache")
+BENCHES = ("events", "scheduler", "frame", "skeleton", "languages", "startup", "memory", "tools", "cache")
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ GEMINI_T3 = ["gemini-2.5-flash-lite", "gemini-2.5-flash", "gemini-3.1-pro-previe
 # ---------------------------------------------------------------- providers
 
 def test_providers_and_their_adapters(capsys):
-    assert catalog.provider_names() == ("mock", "gemini", "anthropic")
+    assert catalog.provider_names() == ("mock", "gemini", "anthropic", "gemini-cli")
     for name in catalog.provider_names():
         assert cli._parser().parse_args(["run", "--epic", "e", "--provider", name]).provider == name
     for name, (module, cls) in catalog.adapter_classes().items():
@@ -38,7 +38,7 @@ def test_providers_and_their_adapters(capsys):
     assert "invalid choice: 'openai'" in capsys.readouterr().err
     assert catalog.is_provider("gemini") and not catalog.is_provider("openai")
     assert not catalog.is_provider(None)
-    with pytest.raises(ValueError, match="unknown provider 'openai'; expected one of mock/gemini/anthropic"):
+    with pytest.raises(ValueError, match="unknown provider 'openai'; expected one of mock/gemini/anthropic/gemini-cli"):
         catalog.default_tier_models("openai")
 
 

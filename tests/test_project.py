@@ -188,7 +188,7 @@ def test_broken_file_without_last_good_gives_defaults_and_error(tmp_path):
 @pytest.mark.parametrize("snippet, message", [
     ('[[files]]\npath = "a"\n[[files]]\npath = "b"\n[[files]]\npath = "c"\nmode = "bogus"\n',
      "files[2].mode: expected one of full/skeleton/curated/outline, got 'bogus'"),
-    ('provider = "openai"\n', "provider: expected one of mock/gemini/anthropic, got 'openai'"),
+    ('provider = "openai"\n', "provider: expected one of mock/gemini/anthropic/gemini-cli, got 'openai'"),
     ('[budgets]\nmax_workers = "four"\n', "budgets.max_workers: expected a whole number, got 'four'"),
     ('[budgets]\nmax_workers = 0\n', "budgets.max_workers: expected a positive number, got 0"),
     ('[budgets]\napproval_timeout_s = true\n', "budgets.approval_timeout_s: expected a number"),

@@ -380,3 +380,33 @@ def test_a_failing_responder_gives_a_500_and_the_server_keeps_serving(caplog):
         emu.responder = None
         assert post(emu, "/v1/messages", anthropic_body("x"))[0] == 200
     assert any("failed to handle" in r.getMessage() for r in caplog.records)
+
+
+# ---------------------------------------------------------------- what the Gemini CLI needs
+
+def test_count_tokens_answers_and_bills_nothing(emu):
+    status, _h, payload = post(emu, "/v1beta/models/gem-a:countTokens", {"contents": [
+        {"role": "user", "parts": [{"text": "x" * 40}]}]})
+    assert status == 200 and json.loads(payload) == {"totalTokens": 10}
+    wrapped = {"generateContentRequest": {"model": "models/gem-a", "contents": [
+        {"role": "user", "parts": [{"text": "y" * 8}]}]}}
+    assert json.loads(post(emu, "/v1beta/models/gem-a:countTokens", wrapped)[2]) == {"totalTokens": 2}
+    assert emu.billed == {}
+
+
+def test_a_request_for_json_with_a_schema_gets_fitting_json_through_the_sdk(emu):
+    from google import genai
+    from google.genai import types
+    client = genai.Client(api_key="k", http_options=types.HttpOptions(base_url=emu.base_url))
+    schema = {"type": "object", "properties": {
+        "next_speaker": {"type": "string", "enum": ["user", "model"]}, "reasoning": {"type": "string"},
+        "score": {"type": "number"}, "tags": {"type": "array", "items": {"type": "string"}},
+        "detail": {"type": "object", "properties": {"ok": {"type": "boolean"}}}},
+        "required": ["next_speaker", "reasoning", "score", "tags", "detail"]}
+    reply = client.models.generate_content(
+        model="gem-a", contents="who speaks next?",
+        config=types.GenerateContentConfig(response_mime_type="application/json", response_json_schema=schema))
+    assert json.loads(reply.text) == {"next_speaker": "user", "reasoning": "", "score": 0, "tags": [],
+                                      "detail": {"ok": False}}
+    plain = client.models.generate_content(model="gem-a", contents="who speaks next?")
+    assert not plain.text.startswith("{")                      # prose when no JSON is asked for

@@ -13,6 +13,7 @@ truncated streams, slow streams, malformed bodies, auth errors) without a networ
 Endpoints:
   Gemini     POST /v1/models/{model}:generateContent
              POST /v1/models/{model}:streamGenerateContent?alt=sse   (also /v1beta/, /v1alpha/)
+             POST /v1/models/{model}:countTokens -> {"totalTokens": prompt chars / 4} (not billed)
              POST /v1beta/cachedContents, GET (list), GET/PATCH/DELETE /v1beta/cachedContents/{id}
   Anthropic  POST /v1/messages   (SSE when the body has "stream": true)
 
@@ -27,7 +28,10 @@ cache lookup (a model's time to first byte), so requests sent together all miss.
 Which reply is sent, first match wins:
   1. the next scripted reply for the provider (`script(provider, reply)`; provider None = any),
   2. `responder(provider, model, body)` if set and it returns a Reply (None falls through),
-  3. `default_reply(...)`: deterministic replies that let the MMA pipeline run — the first
+  3. a Gemini request that asks for JSON (`generationConfig.responseMimeType: application/json`
+     with `responseJsonSchema` / `responseSchema`) gets a JSON object that fits the schema
+     (`json_for_schema`: each required property with the simplest value of its type),
+  4. `default_reply(...)`: deterministic replies that let the MMA pipeline run — the first
      "Tier N" mentioned in the system prompt picks Tier 1 (one track, JSON list), Tier 2
      (a four-ticket DAG with two parallel tickets, JSON list), Tier 4 (a short diagnosis);
      anything else is answered as Tier 3 with text quoting the last user message's first line.
@@ -74,7 +78,7 @@ HOST = "127.0.0.1"
 GEMINI = "gemini"
 ANTHROPIC = "anthropic"
 
-_GEMINI_PATH = re.compile(r"^/v1(?:beta|alpha)?/models/([^/:]+):(generateContent|streamGenerateContent)$")
+_GEMINI_PATH = re.compile(r"^/v1(?:beta|alpha)?/models/([^/:]+):(generateContent|streamGenerateContent|countTokens)$")
 _ANTHROPIC_PATH = re.compile(r"^/v1/messages$")
 _CACHES_PATH = re.compile(r"^/v1(?:beta|alpha)?/cachedContents(?:/([^/:?]+))?$")
 _AUTH_HEADERS = {"authorization", "x-api-key", "x-goog-api-key", "proxy-authorization"}
@@ -236,7 +240,8 @@ def parse_prompt(provider: str, body: Any) -> PromptView:
             for part in content.get("parts") or []:
                 if "text" in part:
                     chars += len(part["text"])
-                    texts.append(part["text"])
+                    if not part["text"].startswith("<session_context>"):   # the Gemini CLI's preamble
+                        texts.append(part["text"])
                     last_kind = "text"
                 elif "functionResponse" in part:
                     fr = part["functionResponse"]
@@ -303,6 +308,37 @@ def _first_line(text: str, limit: int = 120) -> str:
 def _slug(text: str, limit: int = 40) -> str:
     slug = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
     return slug[:limit].rstrip("_") or "track"
+
+
+def json_for_schema(schema: Any, depth: int = 0) -> Any:
+    """The simplest value that fits a (Gemini-style) schema: enums take their first value,
+    objects get their required properties (all of them when none is marked required)."""
+    if not isinstance(schema, dict) or depth > 8:
+        return None
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf"):
+        if schema.get(key):
+            return json_for_schema(schema[key][0], depth + 1)
+    kind = schema.get("type")
+    kind = kind[0] if isinstance(kind, list) and kind else kind
+    kind = str(kind or ("object" if "properties" in schema else "string")).lower()
+    if kind == "object":
+        props = schema.get("properties") or {}
+        wanted = schema.get("required") or list(props)
+        return {name: json_for_schema(props.get(name, {}), depth + 1) for name in wanted}
+    if kind == "array":
+        return []
+    return {"string": "", "integer": 0, "number": 0, "boolean": False}.get(kind)
+
+
+def json_schema_of(body: Any) -> dict | None:
+    """The schema of a Gemini request that asks for a JSON reply, else None."""
+    config = body.get("generationConfig") if isinstance(body, dict) else None
+    if not isinstance(config, dict) or config.get("responseMimeType") != "application/json":
+        return None
+    schema = config.get("responseJsonSchema") or config.get("responseSchema")
+    return schema if isinstance(schema, dict) else {"type": "object"}
 
 
 def default_reply(provider: str, model: str, body: Any) -> Reply:
@@ -642,6 +678,9 @@ class WireEmulator:
             reply = self.responder(provider, model, body)
             if reply is not None:
                 return reply
+        schema = json_schema_of(body) if provider == GEMINI else None
+        if schema is not None:
+            return Reply(text=json.dumps(json_for_schema(schema)))
         return default_reply(provider, model, body)
 
     def _bill(self, model: str, usage: Billed, requests: int = 1) -> None:
@@ -724,6 +763,9 @@ class WireEmulator:
             self._cache_resource(h, "POST", raw)
             return
         gm = _GEMINI_PATH.match(split.path)
+        if gm and gm.group(2) == "countTokens":
+            self._count_tokens(h, gm.group(1), raw, headers, bool(auth_value))
+            return
         if gm:
             provider, model, stream = GEMINI, gm.group(1), gm.group(2) == "streamGenerateContent"
         elif _ANTHROPIC_PATH.match(split.path):
@@ -808,6 +850,16 @@ class WireEmulator:
             self._anthropic_stream(h, model, reply, usage, kind, delay)
         else:
             self._anthropic_json(h, model, reply, usage, kind, delay)
+
+    def _count_tokens(self, h: _Handler, model: str, raw: bytes, headers: dict[str, str], auth: bool) -> None:
+        try:
+            body: Any = json.loads(raw or b"{}")
+        except ValueError:
+            body = {}
+        with self._lock:
+            self._requests.append(RecordedRequest(GEMINI, h.path, model, body, headers, False, auth_present=auth))
+        inner = body.get("generateContentRequest", body) if isinstance(body, dict) else {}
+        h._send_json(200, {"totalTokens": _tokens(parse_prompt(GEMINI, inner).text_chars)})
 
     def _send_error(self, h: _Handler, provider: str, status: int, message: str,
                     headers: dict[str, str] | None = None) -> None:
