@@ -32,10 +32,12 @@ from providers.base import (
     CancelSignal,
     ChatRequest,
     ChatResponse,
+    PromptCacheUse,
     ProviderError,
     ToolCall,
     ToolResult,
     Usage,
+    prefix_fingerprint,
 )
 
 log = logging.getLogger(__name__)
@@ -119,6 +121,34 @@ class SendResult:
 UsageSink = Callable[[str, Usage], None]
 
 
+@dataclass(frozen=True)
+class ExplicitCache:
+    """A provider-side cache (Gemini `cachedContents/...`) holding a system prompt and tools.
+
+    A request uses it only when its own system prompt and tools are exactly what the cache
+    holds (`fingerprint`, from `providers.base.prefix_fingerprint`): a worker whose context
+    the user edited in the spawn approval sends its own, uncached.
+    """
+    name: str
+    model: str
+    fingerprint: str
+
+
+def layout_system(md_content: str, system_prompt: str) -> tuple[str, tuple[int, ...]]:
+    """The system prompt as sent, and where its shared parts end (prompt-cache breakpoints).
+
+    The curated context comes first and the role's instructions after it, so the chat and
+    every tier given the same context send a byte-identical prefix (and long documents
+    before the instructions is also the order models handle best)."""
+    if not md_content:
+        return system_prompt, ((len(system_prompt),) if system_prompt else ())
+    context = f"<context>\n{md_content}\n</context>"
+    if not system_prompt:
+        return context, (len(context),)
+    system = f"{context}\n\n{system_prompt}"
+    return system, (len(context), len(system))
+
+
 class Session:
     """One conversation with one provider: its own adapter, history, log and usage.
 
@@ -146,6 +176,13 @@ class Session:
         self.usage = Usage()
         self.usage_by_model: dict[str, Usage] = {}
         self.on_usage: UsageSink | None = None
+        # Prompt caching: mark the shared prefix (and a tool loop's history) for the provider's
+        # cache; `explicit_cache`, when its model and prefix match, is referenced instead.
+        self.prompt_cache = True
+        self.explicit_cache: ExplicitCache | None = None
+        # Called (on the calling thread) when a provider response starts arriving: its first
+        # streamed chunk, or the whole response.  The engine's cache warm-up waits for it.
+        self.on_response_start: Callable[[], None] | None = None
         self.last_result: SendResult | None = None
         self.cancel_event: CancelSignal = CancelSignal()
         self.comms_callback: Callable[[dict], None] | None = None
@@ -201,14 +238,13 @@ class Session:
              tools: bool | list | None = None, images: list[dict] | None = None,
              keep_history: bool = True, max_tool_rounds: int = MAX_TOOL_ROUNDS,
              retry_policy=None) -> SendResult:
-        system = system_prompt
-        if md_content:
-            system = f"{system}\n\n<context>\n{md_content}\n</context>" if system else md_content
+        system, breaks = layout_system(md_content, system_prompt)
         user_msg: dict = {"role": "user", "content": user_message}
         if images:
             user_msg["images"] = images
         messages = [*self.history, user_msg]
         tool_specs = _tool_specs(tools, base_dir)
+        cache = self._cache_use(system, breaks, tool_specs)
         total = Usage()
         calls_made: list[dict] = []
         text_parts: list[str] = []
@@ -217,7 +253,7 @@ class Session:
         while True:
             rounds += 1
             request = ChatRequest(model=self.model, system=system, messages=list(messages),
-                                  tools=tool_specs, cancel_event=self.cancel_event)
+                                  tools=tool_specs, cancel_event=self.cancel_event, cache=cache)
             response = self._generate(request, stream_callback, retry_policy)
             total = total + response.usage
             stop_reason = response.stop_reason
@@ -243,15 +279,43 @@ class Session:
         self.last_result = SendResult(text, total, calls_made, stop_reason, rounds)
         return self.last_result
 
+    def _cache_use(self, system: str, breaks: tuple[int, ...], tool_specs: list) -> PromptCacheUse | None:
+        if not self.prompt_cache:
+            return None
+        explicit = self.explicit_cache
+        cached_content = None
+        if explicit is not None and explicit.model == self.model:
+            if explicit.fingerprint == prefix_fingerprint(system, tool_specs):
+                cached_content = explicit.name
+            else:
+                log.info("session %s: the system prompt or tools differ from %s; sending them uncached",
+                         self.id, explicit.name)
+        return PromptCacheUse(system_breaks=breaks, conversation=bool(tool_specs), cached_content=cached_content)
+
     def _generate(self, request: ChatRequest, stream_callback, retry_policy) -> ChatResponse:
         from providers.retry import RetryPolicy, call_with_retries
         self.log("OUT", "request", {"system_chars": len(request.system),
                                     "messages": _summarise_messages(request.messages),
-                                    "tools": [t.name for t in request.tools]}, request.model)
+                                    "tools": [t.name for t in request.tools],
+                                    **({"cached_content": request.cache.cached_content}
+                                       if request.cache and request.cache.cached_content else {})},
+                 request.model)
         delivered: list[str] = []          # text already shown to the user, across retries
         attempt_text: list[str] = []
+        started: list[bool] = []
+
+        def response_started() -> None:
+            hook = self.on_response_start
+            if started or hook is None:
+                return
+            started.append(True)
+            try:
+                hook()
+            except Exception:  # a broken observer must not break the call
+                log.exception("session %s: on_response_start failed", self.id)
 
         def on_chunk(piece: str) -> None:
+            response_started()
             attempt_text.append(piece)
             seen = "".join(attempt_text)
             already = "".join(delivered)
@@ -278,12 +342,15 @@ class Session:
             self.log("IN", "error", {"error": type(exc).__name__, "message": str(exc),
                                      "hint": exc.hint, "partial_text": exc.partial_text}, request.model)
             raise
+        response_started()
         self._book(response.model or request.model, response.usage)
         self.log("IN", "response", {
             "text": response.text, "stop_reason": response.stop_reason,
             "tool_calls": [c.to_dict() for c in response.tool_calls],
             "usage": {"input_tokens": response.usage.input_tokens,
-                      "output_tokens": response.usage.output_tokens}}, response.model or request.model)
+                      "output_tokens": response.usage.output_tokens,
+                      **{f"{k}_tokens": v for k, v in response.usage.cache_fields().items()}}},
+            response.model or request.model)
         return response
 
     def _book(self, model: str, usage: Usage) -> None:
@@ -356,6 +423,12 @@ class Session:
             "percent_used": round(100.0 * max(last_input, history_tokens) / limit, 2) if limit else 0.0,
             "trim_first": trim,
         }
+
+
+def tool_specs(tools_arg, base_dir: str = ".") -> list:
+    """The tool declarations `send(tools=..., base_dir)` offers the model: none, the project's
+    toolbox (True), or the given list.  The prompt cache of a track holds exactly these."""
+    return _tool_specs(tools_arg, base_dir)
 
 
 def _tool_specs(tools_arg, base_dir: str = ".") -> list:

@@ -110,7 +110,7 @@ def remove_stale_temp_files(folder: str | os.PathLike, names: tuple[str, ...] | 
         if names is not None and target not in names:
             continue
         writer = parts[1].split("-", 1)[0] if len(parts) == 3 and "-" in parts[1] else ""
-        if writer.isdigit() and _process_alive(int(writer)):
+        if writer.isdigit() and process_alive(int(writer)):
             log.debug("keeping %s: process %s may still be writing it", path, writer)
             continue
         if path.is_file():
@@ -120,7 +120,8 @@ def remove_stale_temp_files(folder: str | os.PathLike, names: tuple[str, ...] | 
     return removed
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (ours or someone else's)."""
     if pid <= 0:
         return False
     try:

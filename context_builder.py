@@ -20,9 +20,13 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from file_cache import MODES, FileCache, ViewResult, has_views
 from providers import catalog
+
+if TYPE_CHECKING:
+    from project import ProjectConfig
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +273,15 @@ def build_context(items: Iterable[ContextItem | str | Sequence], screenshots: It
                          total > window, plan, fits, errors)
 
 
+def project_context(cfg: ProjectConfig, cache: FileCache | None = None) -> ContextBundle:
+    """The curated context of a project file as the app sends it to every tier: its files in
+    their view modes, its screenshots and its active discussion.  `mma-desk run` / `resume`
+    send exactly this, so a track planned headless gets the input one planned in the app gets."""
+    discussion = [{"role": e.role, "content": e.content, "ts": e.ts} for e in cfg.discussion()]
+    return build_context([ContextItem(f.path, f.mode) for f in cfg.files], cfg.screenshots, discussion,
+                         model_context_window=cfg.budgets.max_context_tokens, cache=cache, root=cfg.root)
+
+
 def _trim_plan(sections: list[_FileSection], history: list[TokenEstimate], total: int,
                window: int, cache: FileCache) -> tuple[list[TrimStep], bool]:
     """Trim order: oldest discussion entries (the newest one stays), then full files of a
@@ -315,6 +328,7 @@ class FilesWithinBudget:
     markdown: str                                  # the files, then a note naming what is missing
     left_out: tuple[ContextError, ...] = ()        # missing, outside the root, no glob match, over budget
     trimmed: tuple[str, ...] = ()                  # files shown as a skeleton to fit the budget
+    files: tuple[tuple[str, int], ...] = ()        # (path, tokens) of each file included
 
 
 def files_within_budget(paths: Iterable[str], root: str | os.PathLike, budget_tokens: int,
@@ -344,4 +358,5 @@ def files_within_budget(paths: Iterable[str], root: str | os.PathLike, budget_to
     parts = [bundle.markdown] if bundle.markdown else []
     if note:
         parts.append("## Context files not included as asked\n\n" + "\n".join(note) + "\n")
-    return FilesWithinBudget("\n".join(parts), tuple(left_out), tuple(trimmed))
+    included = tuple((e.label, e.tokens) for e in bundle.items if e.source == "files")
+    return FilesWithinBudget("\n".join(parts), tuple(left_out), tuple(trimmed), included)

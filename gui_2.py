@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import ai_client
 import events
 import project as project_mod
+import prompt_cache
 from gui.changes import ChangesCommands, ChangesState
 from gui.commands import RUN_LABELS, PipelineCommands
 from gui.comms_log import CommsLog
@@ -117,6 +118,7 @@ class App(PipelineCommands, ChangesCommands):
         self.engine_thread = EngineThread()
         self.event_queue = events.AsyncEventQueue(loop=self.engine_thread.loop)
         self.pipeline = Pipeline(self.project_dir, self.run_settings, event_queue=self.event_queue)
+        prompt_cache.sweep_in_background(self.project_dir)   # caches a dead run left behind
         self._active_track_id: str | None = None
         self._pending_gui_tasks: queue.SimpleQueue = queue.SimpleQueue()
         self._futures: list[tuple[str, concurrent.futures.Future, bool]] = []

@@ -3,7 +3,10 @@
 Plans the epic (Tier 1), turns each track into tickets (Tier 2), runs them
 (Tier 3, in parallel where the DAG allows), prints one line per state
 change, writes every track in Conductor layout, and exits 0 only when every
-ticket completed.
+ticket completed.  Every tier gets the curated context of `mma_project.toml`
+(files in their view modes, screenshots, the active discussion), built as the
+app builds it (`context_builder.project_context`).  The run ends with the token
+table and the prompt-cache line the Usage & Cost window shows (`usage_cost`).
 
 Approvals in headless mode: `--auto` is the user's up-front approval of
 every spawn and step.  In a git repository each ticket works in its own
@@ -35,15 +38,20 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import events
 import multi_agent_conductor as mac
-from models import BLOCKED, COMPLETED, IN_PROGRESS, per_model_usage
+import prompt_cache
+from models import BLOCKED, COMPLETED, IN_PROGRESS
 from pipeline import Pipeline, PlanningAborted
 from planning import PlanningError
 from providers.base import ProviderError
 from run_settings import RunSettings
+from usage_cost import summary_line, usage_costs
+
+if TYPE_CHECKING:
+    from project import ProjectConfig
 
 log = logging.getLogger(__name__)
 
@@ -165,13 +173,15 @@ def _timeline(engine: mac.ConductorEngine, line: Callable[[str], None]) -> None:
         line(f"  {t.id:<6} {1000 * (start - t0):8.1f} .. {1000 * (end - t0):8.1f}  {t.assigned_to}{together}")
 
 
-def _usage_table(pipeline: Pipeline, line: Callable[[str], None]) -> None:
+def _usage_table(pipeline: Pipeline, prices: dict, line: Callable[[str], None]) -> None:
+    """Tokens per tier and model (input, of it read from the prompt cache, output), then the
+    prompt-cache line: the cached share, what it cost and what it would have cost uncached."""
+    costs = usage_costs(pipeline.tier_usage.snapshot(), prices, keep_empty=True)
     line("Token usage:")
-    line(f"  {'tier':<8} {'model':<28} {'input':>9} {'output':>9}")
-    for tier, bucket in pipeline.tier_usage.snapshot().items():
-        rows = {m: r for m, r in per_model_usage(bucket).items() if r["input"] or r["output"]}
-        for model, row in (rows or {bucket["model"]: {"input": 0, "output": 0}}).items():
-            line(f"  {tier:<8} {model:<28} {row['input']:>9} {row['output']:>9}")
+    line(f"  {'tier':<8} {'model':<28} {'input':>9} {'cached':>9} {'output':>9}")
+    for row in costs.rows:
+        line(f"  {row.tier:<8} {row.model:<28} {row.input:>9} {row.cache_read:>9} {row.output:>9}")
+    line(summary_line(costs))
 
 
 class _Stop:
@@ -213,15 +223,15 @@ class _Stop:
 
 
 async def _run(pipeline: Pipeline, printer: ProgressPrinter, epic: str | None, resume_id: str | None,
-               auto: bool, apply: bool = False) -> tuple[int, bool]:
+               auto: bool, prices: dict, apply: bool = False) -> tuple[int, bool]:
     """The run; returns (exit code, whether a signal or a closed output stopped it)."""
     stopped: list[_Stop] = []
-    code = await _run_steps(pipeline, printer, epic, resume_id, auto, stopped, apply)
+    code = await _run_steps(pipeline, printer, epic, resume_id, auto, stopped, prices, apply)
     return code, bool(stopped) and stopped[0].exit_code is not None
 
 
 async def _run_steps(pipeline: Pipeline, printer: ProgressPrinter, epic: str | None, resume_id: str | None,
-                     auto: bool, stopped: list[_Stop], apply: bool = False) -> int:
+                     auto: bool, stopped: list[_Stop], prices: dict, apply: bool = False) -> int:
     loop = asyncio.get_running_loop()
     pipeline.event_queue.bind(loop)
     consumer = asyncio.create_task(_consume(pipeline.event_queue, printer))
@@ -234,7 +244,7 @@ async def _run_steps(pipeline: Pipeline, printer: ProgressPrinter, epic: str | N
             results[resume_id] = await pipeline.resume(resume_id)
         else:
             printer.line(f"Tier 1 planning with {pipeline.provider} ...")
-            tracks = await pipeline.plan(epic or "")
+            tracks = await pipeline.plan(epic or "", pipeline.md_content)
             _settle(pipeline.event_queue, printer)
             for track in tracks:
                 if stop.exit_code is not None:
@@ -272,7 +282,7 @@ async def _run_steps(pipeline: Pipeline, printer: ProgressPrinter, epic: str | N
             printer.line(f"{stream_id}: {first[:100]}")
     for engine in pipeline.engines.values():
         _timeline(engine, printer.line)
-    _usage_table(pipeline, printer.line)
+    _usage_table(pipeline, prices, printer.line)
     failed = 0
     for track_id, status in results.items():
         track_engine = pipeline.engines.get(track_id)
@@ -363,9 +373,11 @@ def run_headless(epic: str | None, project_dir: str, *, provider: str | None = N
     if not epic and not resume_id:
         printer.line("nothing to do: give --epic TEXT or resume TRACK_ID")
         return 2
+    prompt_cache.sweep_in_background(root)        # caches a dead run left behind
+    pipeline.md_content = _curated_context(cfg, printer)
     hub = _start_mcp_servers(root, cfg.mcp_servers, printer) if settings.tools_enabled else None
     try:
-        code, interrupted = asyncio.run(_run(pipeline, printer, epic, resume_id, auto, apply))
+        code, interrupted = asyncio.run(_run(pipeline, printer, epic, resume_id, auto, cfg.prices, apply))
     finally:
         if hub is not None:
             hub.close()                # the servers stop with the run, also after Ctrl-C
@@ -376,6 +388,18 @@ def run_headless(epic: str | None, project_dir: str, *, provider: str | None = N
                      "nothing. Run again with --git-init to make it one (git init + a first commit of what is "
                      "there); each ticket then works in its own git worktree on a track branch.")
     return code
+
+
+def _curated_context(cfg: ProjectConfig, printer: ProgressPrinter) -> str:
+    """The project's curated context, as the app sends it; what is missing is named."""
+    from context_builder import project_context
+    bundle = project_context(cfg)
+    for error in bundle.errors:
+        printer.line(f"WARNING: context: {error} (left out)")
+    if bundle.markdown:
+        printer.line(f"Context: {len(bundle.items)} item(s), about {bundle.total_tokens:,} tokens, "
+                     f"from {cfg.path.name}")
+    return bundle.markdown
 
 
 def _start_mcp_servers(root: Path, servers: list, printer: ProgressPrinter):

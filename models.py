@@ -81,6 +81,9 @@ class Ticket:
     usage: TokenUsage = field(default_factory=TokenUsage)
     started_at: float | None = None    # wall-clock time.time() of the last attempt's start
     finished_at: float | None = None   # and of its end (None while running)
+    # What the last attempt's worker was sent (worker.WorkerOutcome.received): the shared
+    # prefix's tokens, its own files with their tokens, the prompt's, and what was billed.
+    received: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         # Hand-rolled instead of dataclasses.asdict (which deep-copies every field): the
@@ -89,6 +92,7 @@ class Ticket:
         out["depends_on"] = list(self.depends_on)
         out["context_requirements"] = list(self.context_requirements)
         out["usage"] = {"input": self.usage.input, "output": self.usage.output}
+        out["received"] = dict(self.received)
         return out
 
     @classmethod
@@ -123,6 +127,7 @@ class Ticket:
             usage=TokenUsage(int(usage.get("input", 0)), int(usage.get("output", 0))),
             started_at=_optional(data, "started_at", (int, float), None, where),
             finished_at=_optional(data, "finished_at", (int, float), None, where),
+            received=dict(_optional(data, "received", dict, {}, where)),
         )
 
 
@@ -193,6 +198,11 @@ class WorkerContext:
     notes: str = ""                # engine notes for this attempt's prompt (e.g. a merge conflict)
 
 
+# The prompt-cache counts a ledger bucket or model row carries once it has any (`Usage.cache_fields`):
+# input tokens read from / written to the provider's cache, and explicit cache storage (tokens x s).
+CACHE_KEYS = ("cache_read", "cache_write", "cache_storage_token_s")
+
+
 class TierUsage(dict):
     """`{"Tier 1".."Tier 4": {"input", "output", "model", "models"}}` with a lock for cross-thread adds.
 
@@ -201,6 +211,8 @@ class TierUsage(dict):
     tier's totals and `model` its last model (as before); `models` splits the totals per
     model (`{"gemini-2.5-flash": {"input", "output"}}`) so each model's tokens are priced
     at that model's price: after an escalation only the stronger model's tokens cost more.
+    Prompt caching adds `cache_read` / `cache_write` (part of `input`) and
+    `cache_storage_token_s` to a bucket and its model rows once there are any (`CACHE_KEYS`).
     """
 
     def __init__(self, *args, parent: TierUsage | None = None, **kwargs):
@@ -209,9 +221,11 @@ class TierUsage(dict):
         self.parent = parent            # e.g. the session's total, when this is one track's ledger
 
     def add(self, tier: str, input_tokens: int, output_tokens: int, model: str | None = None,
-            *, propagate: bool = True) -> None:
+            *, propagate: bool = True, cache: dict[str, int] | None = None) -> None:
         """Book tokens here and (unless `propagate=False`, for money spent earlier) in the parent.
-        Without a `model` they count for the tier's current model."""
+        Without a `model` they count for the tier's current model.  `cache`: the counts of
+        `CACHE_KEYS` that are not zero."""
+        extra = {k: int(v) for k, v in (cache or {}).items() if k in CACHE_KEYS and v}
         with self.lock:
             bucket = self.setdefault(tier, {"input": 0, "output": 0, "model": ""})
             bucket["input"] += int(input_tokens)
@@ -221,15 +235,23 @@ class TierUsage(dict):
             row = bucket.setdefault("models", {}).setdefault(model or bucket["model"], {"input": 0, "output": 0})
             row["input"] += int(input_tokens)
             row["output"] += int(output_tokens)
+            for key, value in extra.items():
+                bucket[key] = bucket.get(key, 0) + value
+                row[key] = row.get(key, 0) + value
         if propagate and self.parent is not None:
-            self.parent.add(tier, input_tokens, output_tokens, model)
+            self.parent.add(tier, input_tokens, output_tokens, model, cache=extra)
+
+    def add_usage(self, tier: str, usage: Any, model: str | None = None) -> None:
+        """Book a `providers.base.Usage` (what one provider response billed)."""
+        self.add(tier, usage.input_tokens, usage.output_tokens, model, cache=usage.cache_fields())
 
     def restore(self, saved: dict) -> None:
         """Add a saved ledger (state.json's `tier_usage`) model by model, not to the parent:
         that money was spent and counted in an earlier session."""
         for tier, bucket in saved.items():
             for model, row in per_model_usage(bucket).items():
-                self.add(tier, row["input"], row["output"], model or None, propagate=False)
+                self.add(tier, row["input"], row["output"], model or None, propagate=False,
+                         cache={k: row[k] for k in CACHE_KEYS if k in row})
             if bucket.get("model"):
                 with self.lock:
                     self[tier]["model"] = bucket["model"]
@@ -242,9 +264,13 @@ class TierUsage(dict):
 
 def per_model_usage(bucket: dict) -> dict[str, dict[str, int]]:
     """A tier bucket's tokens per model.  Tokens its `models` rows do not account for (a
-    ledger saved before per-model rows existed) count for the bucket's `model`."""
-    rows = {str(m): {"input": int(r.get("input", 0)), "output": int(r.get("output", 0))}
-            for m, r in (bucket.get("models") or {}).items() if isinstance(r, dict)}
+    ledger saved before per-model rows existed) count for the bucket's `model`.  A row has
+    `input` and `output`, and the `CACHE_KEYS` it has counts for."""
+    rows: dict[str, dict[str, int]] = {}
+    for m, r in (bucket.get("models") or {}).items():
+        if isinstance(r, dict):
+            rows[str(m)] = {"input": int(r.get("input", 0)), "output": int(r.get("output", 0)),
+                            **{k: int(r[k]) for k in CACHE_KEYS if isinstance(r.get(k), (int, float)) and r[k]}}
     rest_in = int(bucket.get("input", 0)) - sum(r["input"] for r in rows.values())
     rest_out = int(bucket.get("output", 0)) - sum(r["output"] for r in rows.values())
     if rest_in > 0 or rest_out > 0:

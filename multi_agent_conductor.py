@@ -44,6 +44,7 @@ import ai_client
 import approvals
 import background
 import events
+import prompt_cache
 from approvals import DEFAULT_APPROVAL_TIMEOUT, confirm_execution, confirm_spawn
 from dag_engine import ExecutionEngine, TrackDAG
 from engine_workspace import WorkspaceSteps
@@ -60,6 +61,7 @@ from worker import (
     WorkerOutcome,
     build_worker_prompt,
     run_worker_lifecycle,
+    shared_context,
     worker_stream_id,
 )
 
@@ -84,6 +86,9 @@ STATE_EMIT_INTERVAL_S = 0.05
 # How long run() waits after an abort for its workers and diagnoses to stop.  The cancel
 # reaches blocked calls (sockets, shell commands), so they normally end in milliseconds.
 ABORT_GRACE_S = 1.0
+# How long the end of a run waits for its explicit prompt caches to be deleted; one left
+# behind is deleted at the next start (prompt_cache.sweep_stale).
+CACHE_CLEANUP_WAIT_S = 10.0
 
 
 def _queue_put(event_queue: events.AsyncEventQueue | None, loop: asyncio.AbstractEventLoop | None,
@@ -144,6 +149,10 @@ class ConductorEngine(WorkspaceSteps):
         self._to_land: dict[str, WorkerOutcome] = {}
         self._landing: asyncio.Future | None = None
         self._landing_ids: list[str] = []
+        # The track's prompt cache: warm-up gates, Gemini explicit caches (prompt_cache.py).
+        self.prompt_cache = prompt_cache.TrackPromptCache(
+            settings.provider, enabled=settings.prompt_cache, warmup=settings.cache_warmup, track_id=track.id,
+            book=lambda model, usage: self.tier_usage.add_usage("Tier 3", usage, model))
 
     def model_for(self, ticket: Ticket) -> str:
         """The Tier 3 model of the ticket's next attempt (escalating with its retries)."""
@@ -159,16 +168,19 @@ class ConductorEngine(WorkspaceSteps):
             self._sessions[ticket_id] = session
             if self._aborted:
                 session.cancel_event.set()
+        self.prompt_cache.configure(session)      # may wait while another worker writes the cache
 
     def _book_live(self, ticket_id: str, model: str, usage: Usage) -> None:
         """A worker's provider response billed `usage` (worker thread): into the ledger now."""
         with self._sessions_lock:
             self._booked[ticket_id] = self._booked.get(ticket_id, Usage()) + usage
-        self.add_usage("Tier 3", usage.input_tokens, usage.output_tokens, model)
+        self.tier_usage.add_usage("Tier 3", usage, model)
 
     def session_ended(self, ticket_id: str) -> None:
         with self._sessions_lock:
-            self._sessions.pop(ticket_id, None)
+            session = self._sessions.pop(ticket_id, None)
+        if session is not None:
+            self.prompt_cache.worker_ended(session)
 
     def approval_requested(self, future: concurrent.futures.Future) -> None:
         """Remember a worker's open approval so abort can cancel it."""
@@ -193,7 +205,8 @@ class ConductorEngine(WorkspaceSteps):
             events.emit(self.event_queue, events.StreamChunk(sid, chunk))
 
         def book(model: str, usage: Usage) -> None:
-            self.add_usage("Tier 4", usage.input_tokens, usage.output_tokens, model)
+            self.tier_usage.add_usage("Tier 4", usage, model)
+        stream(f"\n\n**{ticket_id}**: ")
         try:
             result = ai_client.analyse_failure(f"Ticket {ticket_id}: {description}\nFailure: {reason}",
                                                provider=self.settings.provider,
@@ -249,6 +262,7 @@ class ConductorEngine(WorkspaceSteps):
             pending = list(self._approvals) + list(self._step_requests.values())
         for session in sessions:
             session.cancel_event.set()
+        self.prompt_cache.release_all()
         self._cancel.set()
         for future in pending:
             future.cancel()
@@ -338,6 +352,7 @@ class ConductorEngine(WorkspaceSteps):
                 self.execution.requeue(t.id)
                 self._touch(t.id)
         self._retry_base = {t.id: t.retry_count for t in self.dag.tickets.values()}
+        md_content = self._plan_prompt_cache(md_content)
         workers: dict[str, asyncio.Future] = {}       # ticket id -> its worker's outcome
         diagnoses: dict[str, asyncio.Future] = {}     # ticket id -> its Tier 4 diagnosis
         self.status, self.active_tier = "running", "Tier 3"
@@ -362,17 +377,49 @@ class ConductorEngine(WorkspaceSteps):
         finally:
             if self.workspace is not None:
                 await self._close_workspace()
-            self.running = set()
-            if self._emit_handle is not None:
-                self._emit_handle.cancel()
-                self._emit_handle = None
-            self.active_tier = None
             try:
-                self._emit_state()
+                await self._close_prompt_cache(loop)   # before the last state: it books the storage
             finally:
-                if self.track_claim is not None:
-                    self.track_claim.release()    # workers still alive keep their own hold
+                self.running = set()
+                if self._emit_handle is not None:
+                    self._emit_handle.cancel()
+                    self._emit_handle = None
+                self.active_tier = None
+                try:
+                    self._emit_state()
+                finally:
+                    if self.track_claim is not None:
+                        self.track_claim.release()    # workers still alive keep their own hold
         return self.status
+
+    def _plan_prompt_cache(self, md_content: str) -> str:
+        """The context every worker of this track shares (the curated context and the track's
+        brief), and the prompt cache's plan for it.  Returns that shared context."""
+        shared = shared_context(md_content, self.track)
+        expected: dict[str, int] = {}
+        for ticket in self.dag.tickets.values():
+            if ticket.status != "completed":
+                model = self.model_for(ticket)
+                expected[model] = expected.get(model, 0) + 1
+        system, _breaks = ai_client.layout_system(shared, TIER3_SYSTEM)
+        self.prompt_cache.plan(system, ai_client.tool_specs(self.settings.tools_enabled, self.base_dir), expected)
+        return shared
+
+    async def _close_prompt_cache(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Delete the run's explicit caches (never leave paid storage behind), off the loop."""
+        self.prompt_cache.release_all()
+        future = background.start(loop, self.prompt_cache.close, name=f"mma-{self.track.id}-cache-close")
+        try:
+            done, _pending = await asyncio.wait({future}, timeout=CACHE_CLEANUP_WAIT_S)
+        except asyncio.CancelledError:
+            log.warning("track %s: cancelled while deleting its prompt caches; the next start sweeps them",
+                        self.track.id)
+            raise
+        if not done:
+            log.warning("track %s: deleting its prompt caches took over %.0f s; the next start sweeps them",
+                        self.track.id, CACHE_CLEANUP_WAIT_S)
+        elif future.exception() is not None:
+            log.error("track %s: deleting its prompt caches failed: %r", self.track.id, future.exception())
 
     async def _loop_until_done(self, loop: asyncio.AbstractEventLoop, md_content: str,
                                workers: dict[str, asyncio.Future], diagnoses: dict[str, asyncio.Future]) -> None:

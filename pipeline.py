@@ -30,6 +30,7 @@ import background
 import events
 import multi_agent_conductor as mac
 import planning
+import prompt_cache
 import repo_map
 import track_lock
 from models import BLOCKED, TODO, TierUsage, Track, new_tier_usage
@@ -103,7 +104,7 @@ class Pipeline:
         spent: dict[str, Usage] = {}
 
         def book(model: str, usage: Usage) -> None:       # on the planning thread
-            ledger.add(tier, usage.input_tokens, usage.output_tokens, model)
+            ledger.add_usage(tier, usage, model)
             spent[model] = spent.get(model, Usage()) + usage
 
         woken = asyncio.Event()
@@ -193,7 +194,8 @@ class Pipeline:
             ledger.restore(saved)
         else:
             for model, usage in self._epic_usage.items():
-                ledger.add("Tier 1", usage.input_tokens, usage.output_tokens, model, propagate=False)
+                ledger.add("Tier 1", usage.input_tokens, usage.output_tokens, model, propagate=False,
+                           cache=usage.cache_fields())
         return ledger
 
     def _bind_queue(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -285,6 +287,8 @@ class Pipeline:
             track, self.event_queue, settings=self.settings, base_dir=str(self.project_dir),
             tier_usage=ledger if ledger is not None else self._track_ledger(), on_state_change=self.save,
             track_claim=claim, workspace=self.workspace_for(track, base))
+        if self.persist:                   # explicit prompt caches are recorded until deleted
+            engine.prompt_cache.record = prompt_cache.CacheRecord(self.project_dir)
         self.engines[track.id] = engine
         if self._stopping:
             engine.abort()

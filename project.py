@@ -103,19 +103,31 @@ class ModelPrice:
     output: float                  # USD per 1M output tokens
     # USD per 1M input tokens read from the provider's prompt cache; None: billed as input
     cached_input: float | None = None
+    # USD per 1M input tokens written to the prompt cache; None: billed as input
+    cache_write: float | None = None
+    # USD per 1M tokens per hour an explicit (Gemini) cache is stored; None: free
+    cache_storage: float | None = None
     extra: dict = field(default_factory=dict)
 
-    def cost(self, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0) -> float:
-        """USD for a call; `input_tokens` excludes the `cached_input_tokens`."""
+    def cost(self, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0,
+             cache_write_tokens: int = 0, storage_token_s: int = 0) -> float:
+        """USD for a call; `input_tokens` excludes the `cached_input_tokens` and the
+        `cache_write_tokens`; `storage_token_s` is tokens x seconds of explicit cache storage."""
         cached = self.input if self.cached_input is None else self.cached_input
+        write = self.input if self.cache_write is None else self.cache_write
+        storage = (self.cache_storage or 0.0) * storage_token_s / 3600
         return (input_tokens * self.input + output_tokens * self.output
-                + cached_input_tokens * cached) / 1_000_000
+                + cached_input_tokens * cached + cache_write_tokens * write + storage) / 1_000_000
+
+
+_CACHE_PRICE_KEYS = ("cached_input", "cache_write", "cache_storage")
 
 
 def default_prices() -> dict[str, ModelPrice]:
     """The catalog's price of every model it lists (`providers.catalog`)."""
     listed = (catalog.model_info(name) for name in catalog.model_names())
-    return {m.name: ModelPrice(m.price.input, m.price.output, m.price.cached_input) for m in listed}
+    return {m.name: ModelPrice(m.price.input, m.price.output, m.price.cached_input, m.price.cache_write,
+                               m.price.cache_storage or None) for m in listed}
 
 
 @dataclass
@@ -372,9 +384,9 @@ def _prices(raw: Any) -> dict[str, ModelPrice]:
     for model, item in _table(raw, "prices").items():
         w = f"prices.{_key(model)}"
         t = _table(item, w)
-        cached = _price(t, "cached_input", w) if "cached_input" in t else None
-        out[model] = ModelPrice(_price(t, "input", w), _price(t, "output", w), cached,
-                                extra=_rest(t, ("input", "output", "cached_input")))
+        cache = {key: _price(t, key, w) for key in _CACHE_PRICE_KEYS if key in t}
+        out[model] = ModelPrice(_price(t, "input", w), _price(t, "output", w), **cache,
+                                extra=_rest(t, ("input", "output", *_CACHE_PRICE_KEYS)))
     return out
 
 
@@ -442,8 +454,8 @@ def config_to_dict(cfg: ProjectConfig) -> dict:
                     "max_workers": cfg.budgets.max_workers,
                     "approval_timeout_s": cfg.budgets.approval_timeout_s,
                     "repo_map_tokens": cfg.budgets.repo_map_tokens},
-        "prices": {m: {**p.extra, "input": p.input, "output": p.output,
-                       "cached_input": p.cached_input}     # None is left out
+        "prices": {m: {**p.extra, "input": p.input, "output": p.output,      # None is left out
+                       **{key: getattr(p, key) for key in _CACHE_PRICE_KEYS}}
                    for m, p in cfg.prices.items()},
         "discussions": {name: [{**e.extra, "role": e.role, "content": e.content, "ts": e.ts}
                                for e in entries]

@@ -29,6 +29,12 @@ class RunSettings:
     approval_timeout: float = DEFAULT_APPROVAL_TIMEOUT
     max_retries: int = MAX_RETRIES
     diagnose_failures: bool = True             # Tier 4 explains a failure before the retry
+    # Mark the shared prefix for the provider's prompt cache (and use Gemini explicit caches
+    # where they pay); off sends every prompt uncached.  See prompt_cache.py.
+    prompt_cache: bool = True
+    # The first worker on a model writes the cache before the others of its level start; the
+    # measured default (docs/performance.md: bench_cache) is on.
+    cache_warmup: bool = True
 
     def __post_init__(self) -> None:
         if self.max_workers < 1:

@@ -12,6 +12,12 @@ outcome to the ticket itself: nobody else owns it then.
 The engine reaches the worker through `run_worker_lifecycle(ticket, context,
 context_files, event_queue, engine, md_content, loop)` in that positional order, and
 is the worker's host (`WorkerHost`): run settings, abort hooks, approval bookkeeping.
+
+What a worker sends is laid out for the provider's prompt cache: the part every worker of
+the track shares comes first and is byte-identical (the Tier 3 system prompt holding the
+curated context and the track's brief, `shared_context`, and the tool declarations); the
+ticket's own part follows in the user message (its `context_requirements` files in full, then
+the ticket prompt), then its tool rounds.  `WorkerOutcome.received` says what it was sent.
 """
 from __future__ import annotations
 
@@ -26,7 +32,8 @@ from typing import Protocol
 import ai_client
 import approvals
 import events
-from models import BLOCKED, COMPLETED, TODO, Ticket, WorkerContext
+from context_builder import FilesWithinBudget, estimate_tokens
+from models import BLOCKED, COMPLETED, TODO, Ticket, Track, WorkerContext
 from providers.base import CancelledByUser, ProviderError, Usage
 from run_settings import RunSettings
 from tools import registry as tool_registry
@@ -71,6 +78,8 @@ class WorkerOutcome:
     usage: Usage = field(default_factory=Usage)
     model: str = ""
     finished_at: float = field(default_factory=time.time)
+    # What the worker was sent (`received_summary`): shown in the ticket's details.
+    received: dict = field(default_factory=dict)
 
     @property
     def retryable(self) -> bool:
@@ -88,6 +97,8 @@ class WorkerOutcome:
         ticket.blocked_reason = self.reason
         ticket.finished_at = self.finished_at
         ticket.usage.add(self.usage.input_tokens, self.usage.output_tokens)
+        if self.received:
+            ticket.received = dict(self.received)
 
 
 class WorkerHost(Protocol):
@@ -102,6 +113,27 @@ class WorkerHost(Protocol):
         """The worker's model session exists; abort cancels it."""
 
     def session_ended(self, ticket_id: str) -> None: ...
+
+
+def shared_context(md_content: str, track: Track) -> str:
+    """The context every worker of `track` gets: the curated project context, then the
+    track's brief.  The same bytes for each worker, so the provider caches them once."""
+    brief = f"## Track {track.id}: {track.title}\n\n{track.description}".rstrip()
+    return f"{md_content}\n\n{brief}" if md_content else brief
+
+
+def received_summary(md_content: str, files: FilesWithinBudget | None, prompt: str, usage: Usage,
+                     cached_content: bool) -> dict:
+    """What a worker was sent and billed, for the ticket's details: the shared prefix's tokens
+    (estimated), its own files with their tokens, the prompt's, and the input billed, with the
+    part read from / written to the prompt cache."""
+    system, _breaks = ai_client.layout_system(md_content, TIER3_SYSTEM)
+    own = [{"path": path, "tokens": tokens} for path, tokens in (files.files if files is not None else ())]
+    return {"prefix_tokens": estimate_tokens(system), "files": own,
+            "file_tokens": sum(f["tokens"] for f in own), "prompt_tokens": estimate_tokens(prompt),
+            "input": usage.input_tokens, "cache_read": usage.cache_read_tokens,
+            "cache_write": usage.cache_write_tokens, "output": usage.output_tokens,
+            "explicit_cache": cached_content}
 
 
 def build_worker_prompt(ticket: Ticket, notes: str = "") -> str:
@@ -123,12 +155,12 @@ TICKET_FILES_SHARE = 0.5
 
 
 def _files_context(paths: list[str] | None, base_dir: str, model: str, ticket_id: str, stream_id: str,
-                   event_queue: events.AsyncEventQueue | None) -> str:
-    """The ticket's files for the worker's context.  A file that is missing, outside the root or
-    over the budget is named with the reason in a note the worker reads, in the log, and in an
-    `ErrorEvent` for the user; one shown only as a skeleton in a `LogLine`."""
+                   event_queue: events.AsyncEventQueue | None) -> FilesWithinBudget | None:
+    """The ticket's files for the worker's own part of the prompt.  A file that is missing,
+    outside the root or over the budget is named with the reason in a note the worker reads,
+    in the log, and in an `ErrorEvent` for the user; one shown only as a skeleton in a `LogLine`."""
     if not paths:
-        return ""
+        return None
     from context_builder import context_window_for, files_within_budget
     files = files_within_budget(paths, base_dir, int(context_window_for(model) * TICKET_FILES_SHARE))
     if files.left_out:
@@ -143,7 +175,7 @@ def _files_context(paths: list[str] | None, base_dir: str, model: str, ticket_id
         log.info("ticket %s: context files shown as skeletons to fit the budget: %s", ticket_id, what)
         events.emit(event_queue, events.LogLine(f"ticket {ticket_id}: shown as skeletons to fit the "
                                                 f"context budget: {what}"))
-    return files.markdown
+    return files
 
 
 _SPAWN_REFUSALS = {
@@ -167,9 +199,10 @@ def run_worker_lifecycle(ticket: Ticket, context: WorkerContext, context_files: 
     stream_id = worker_stream_id(ticket.id)
     model = context.model_name
     billed = Usage()
+    received: dict = {}
 
     def finish(kind: OutcomeKind, text: str = "", reason: str = "") -> WorkerOutcome:
-        outcome = WorkerOutcome(ticket.id, kind, text, reason, billed, model)
+        outcome = WorkerOutcome(ticket.id, kind, text, reason, billed, model, received=received)
         if engine is None:                     # nobody else owns this ticket
             outcome.record_on(ticket)
             ticket.status = outcome.ticket_status
@@ -214,10 +247,13 @@ def run_worker_lifecycle(ticket: Ticket, context: WorkerContext, context_files: 
         session = ai_client.reset_session()    # a clean context, for this thread only
         if engine is not None:
             engine.session_started(ticket.id, session)
+        files = None
         try:
-            files_md = _files_context(context_files, base_dir, model, ticket.id, stream_id, event_queue)
+            files = _files_context(context_files, base_dir, model, ticket.id, stream_id, event_queue)
+            # the ticket's own part goes after the shared prefix: its files, then the prompt
+            message = f"{files.markdown}\n\n{prompt}" if files is not None and files.markdown else prompt
             with toolbox.servers_of(engine.base_dir if engine is not None else base_dir, base_dir):
-                text = ai_client.send("\n\n".join(p for p in (md_content, files_md) if p), prompt, base_dir,
+                text = ai_client.send(md_content, message, base_dir,
                                       pre_tool_callback=approve_tool if tools else None, stream_callback=stream,
                                       system_prompt=TIER3_SYSTEM, tools=tools)
             if text.lstrip().upper().startswith("BLOCKED"):
@@ -233,4 +269,6 @@ def run_worker_lifecycle(ticket: Ticket, context: WorkerContext, context_files: 
             if engine is not None:
                 engine.session_ended(ticket.id)
             billed = ai_client.current_session().usage
+            received = received_summary(md_content, files, prompt, billed,
+                                        ai_client.current_session().explicit_cache is not None)
     return finish(kind, text, reason)

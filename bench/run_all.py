@@ -32,7 +32,7 @@ from bench import common  # noqa: E402
 
 log = logging.getLogger("run_all")
 
-BENCHES = ("events", "scheduler", "frame", "skeleton", "languages", "startup", "memory", "git", "tools")
+BENCHES = ("events", "scheduler", "frame", "skeleton", "languages", "startup", "memory", "git", "tools", "cache")
 FIXED_OUTPUT = {"skeleton"}          # scripts that ignore --out-dir
 TIMEOUT_S = 1800
 

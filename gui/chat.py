@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 CHAT_SYSTEM_PROMPT = (
     "You are the assistant inside MMA Desk, a programming cockpit. The developer curated the "
-    "context below: files (some as skeletons, curated views or outlines), screenshots and the "
+    "context above: files (some as skeletons, curated views or outlines), screenshots and the "
     "discussion so far. Answer the developer's latest message; name file paths when you refer "
     "to code.")
 CLOSE_TIMEOUT_S = 5.0
@@ -64,7 +64,7 @@ class ChatWorker:
 
     def _booked(self, model: str, usage: Usage) -> None:
         self._inbox.put(("usage", 0, {"model": model, "input_tokens": usage.input_tokens,
-                                      "output_tokens": usage.output_tokens}))
+                                      "output_tokens": usage.output_tokens, "cache": usage.cache_fields()}))
 
     def drain(self, max_events: int) -> Iterator[tuple[str, int, Any]]:
         """Up to `max_events` results, oldest first; the data is a str ("chunk") or a dict."""

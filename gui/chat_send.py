@@ -192,7 +192,8 @@ class ChatSending:
         for kind, request_id, data in self.chat.drain(max_events):
             handled += 1
             if kind == "usage":            # billed, whichever request it was (even a cancelled one)
-                self.chat_usage.add(CHAT_USAGE, data["input_tokens"], data["output_tokens"], data["model"])
+                self.chat_usage.add(CHAT_USAGE, data["input_tokens"], data["output_tokens"], data["model"],
+                                    cache=data.get("cache"))
                 self.chat_usage_version += 1
                 continue
             request = self._request

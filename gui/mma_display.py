@@ -3,11 +3,13 @@
 The panels (`panel_mma_dashboard`, `panel_dag`, `panel_streams`, `panel_usage`)
 call these and only draw the results:
 
-- ticket table: `ticket_duration`, `ticket_run_and_wait`, `ticket_times`; Saved tracks: `saved_track_rows`
+- ticket table: `ticket_duration`, `ticket_run_and_wait`, `ticket_times`, `ticket_received` (what its
+  worker was sent); Saved tracks: `saved_track_rows`
 - Ticket DAG: `dag_levels`, `dag_positions`, `dag_links`
 - Tier Streams: `LineCache`, `wrap_line`, `update_line_cache` (wrapped lines, O(new text) on appends)
 - Usage & Cost: `tier_cost`, `usage_table` (one row per tier and model, each priced at its
-  own model; the Discussion panel's chat as a "Chat" row)
+  own model, cached input at the cached price; the Discussion panel's chat as a "Chat" row;
+  what it would have cost without caching)
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from models import per_model_usage
+from usage_cost import summary_line, usage_costs
 
 if TYPE_CHECKING:
     from gui.mma_state import MMAState
@@ -85,6 +87,28 @@ def ticket_times(ticket: dict) -> str:
             return "-"
         return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
     return f"started {clock(ticket.get('started_at'))}\nfinished {clock(ticket.get('finished_at'))}"
+
+
+def ticket_received(ticket: dict) -> str:
+    """The Tokens column's tooltip: what the ticket's last worker was sent and billed
+    (`Ticket.received`): the shared prefix, its own files, the prompt, the cached part."""
+    got = ticket.get("received") or {}
+    if not got:
+        return ""
+    files = got.get("files") or []
+    lines = [f"Shared prefix: {got.get('prefix_tokens', 0):,} tokens (instructions, curated context, track brief)"]
+    if files:
+        listed = ", ".join(f"{f.get('path')} ({int(f.get('tokens', 0)):,})" for f in files)
+        lines.append(f"Own files: {len(files)}, {int(got.get('file_tokens', 0)):,} tokens: {listed}")
+    else:
+        lines.append("Own files: none")
+    lines.append(f"Ticket prompt: {got.get('prompt_tokens', 0):,} tokens")
+    total, read, write = int(got.get("input", 0)), int(got.get("cache_read", 0)), int(got.get("cache_write", 0))
+    how = " (from the track's explicit cache)" if got.get("explicit_cache") else ""
+    lines.append(f"Billed input: {total:,} tokens: {read:,} read from the cache{how}, {write:,} written to it, "
+                 f"{max(0, total - read - write):,} uncached")
+    lines.append(f"Output: {int(got.get('output', 0)):,} tokens")
+    return "\n".join(lines)
 
 
 def saved_track_rows(saved_tracks: list[dict], active_track_id: str | None, mma: MMAState) -> list[dict]:
@@ -208,43 +232,50 @@ class TierUsageRow:
     input: int
     output: int
     cost: float | None             # None: no price for the model
+    cache_read: int = 0            # of `input`: read from the provider's prompt cache
+    cache_write: int = 0           # of `input`: written to it
+    cost_uncached: float | None = None   # what the row would have cost without caching
 
 
 @dataclass
 class UsageTable:
     """The Usage & Cost table: one row per tier and model, the totals, the models that used
-    tokens unpriced, and the tokens per tier (for the chart)."""
+    tokens unpriced, and the tokens per tier (for the chart).  `cost_uncached` is what the same
+    tokens would have cost with nothing cached; `summary` the one-line account of the cache
+    (`usage_cost.summary_line`, which the headless run prints too)."""
     rows: list[TierUsageRow]
     total_input: int
     total_output: int
     total_cost: float
     unpriced: list[str]
     per_tier: dict[str, tuple[int, int]] = field(default_factory=dict)
+    cache_read: int = 0
+    cache_write: int = 0
+    cost_uncached: float = 0.0
+    summary: str = ""
+
+    @property
+    def cached_share(self) -> float:
+        return self.cache_read / self.total_input if self.total_input else 0.0
 
 
 def usage_table(tier_usage: Mapping[str, Mapping[str, Any]], prices: Mapping[str, ModelPrice]) -> UsageTable:
     """Tokens and estimated USD from `MMAState.mma_tier_usage` and the price table.
 
     Each model's tokens are priced at that model's price (`models` split of a bucket): after
-    an escalation from a lite model to pro, only pro's tokens cost pro's price.  A tier with
-    no tokens keeps one row (its model, zeros); the chat's row comes last when it was used.
+    an escalation from a lite model to pro, only pro's tokens cost pro's price; cached input at
+    the cached price, cache writes and storage at theirs (`usage_cost`).  A tier with no tokens
+    keeps one row (its model, zeros); the chat's row comes last when it was used.
     """
-    rows = []
-    unpriced: set[str] = set()
+    shown = {tier: tier_usage.get(tier) or {} for tier in TIERS}
+    if tier_usage.get(CHAT_USAGE) is not None:
+        shown[CHAT_USAGE] = tier_usage[CHAT_USAGE]
+    costs = usage_costs(shown, prices, keep_empty=True)
+    rows = [TierUsageRow(r.tier, r.model, r.input, r.output, r.cost, r.cache_read, r.cache_write, r.cost_uncached)
+            for r in costs.rows]
     per_tier: dict[str, tuple[int, int]] = {}
-    for tier in (*TIERS, CHAT_USAGE):
-        bucket = tier_usage.get(tier)
-        if bucket is None and tier == CHAT_USAGE:
-            continue
-        bucket = bucket or {}
-        split = {m: r for m, r in per_model_usage(dict(bucket)).items() if r["input"] or r["output"]}
-        if not split:
-            split = {str(bucket.get("model", "")): {"input": 0, "output": 0}}
-        for model, row in split.items():
-            cost = tier_cost({"model": model, **row}, prices)
-            if cost is None and (row["input"] or row["output"]):
-                unpriced.add(model)
-            rows.append(TierUsageRow(tier, model, row["input"], row["output"], cost))
-        per_tier[tier] = (sum(r["input"] for r in split.values()), sum(r["output"] for r in split.values()))
-    return UsageTable(rows, sum(r.input for r in rows), sum(r.output for r in rows),
-                      sum(r.cost for r in rows if r.cost is not None), sorted(unpriced), per_tier)
+    for row in rows:
+        before = per_tier.get(row.tier, (0, 0))
+        per_tier[row.tier] = (before[0] + row.input, before[1] + row.output)
+    return UsageTable(rows, costs.total_input, costs.total_output, costs.cost, costs.unpriced, per_tier,
+                      costs.cache_read, costs.cache_write, costs.cost_uncached, summary_line(costs))

@@ -31,7 +31,7 @@ from imgui_bundle import imgui
 
 from gui import theme, widgets
 from gui.actions import GuardedCalls
-from gui.mma_display import saved_track_rows, ticket_run_and_wait, ticket_times
+from gui.mma_display import saved_track_rows, ticket_received, ticket_run_and_wait, ticket_times
 from gui.mma_state import MMAState
 from providers import catalog
 
@@ -369,6 +369,8 @@ def _tickets(mma: MMAState, actions: DashboardActions, view: DashboardView) -> N
             imgui.text(model)
             imgui.table_next_column()
             imgui.text(tokens)
+            if t.get("received") and imgui.is_item_hovered():
+                imgui.set_tooltip(ticket_received(t))
     imgui.end_table()
     if critical:
         imgui.text_disabled("* on the critical path: " + " -> ".join(mma.critical_path))

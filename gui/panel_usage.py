@@ -1,5 +1,10 @@
 """The Usage & Cost window: tokens and estimated USD per tier and model, a bar chart, the price table.
 
+Above the table, the prompt-cache line (`UsageTable.summary`): the share of input tokens read
+from the provider's cache, what the run cost and what it would have cost without caching;
+*Copy* puts that line on the clipboard.  The table shows each row's cached input and its cost
+without caching beside its cost.
+
 `draw(state, actions, view)`: `state` is the `MMAState` (`mma_tier_usage`);
 `actions` (`UsageActions`, satisfied by `gui_2.App`) gives the project's price
 table (edited in place, USD per 1M tokens) and the commands; `view`
@@ -7,7 +12,8 @@ table (edited in place, USD per 1M tokens) and the commands; `view`
 The table's numbers come from `gui/mma_display.py: usage_table`: one row per tier and model
 (an escalated ticket's tokens are priced at each model's own price), plus the chat's row.
 
-Labels: "prices/##in-<model>", "prices/##out-<model>", "##new_price_model", "Add price", "Save prices".
+Labels: "Copy##cache_summary", "prices/##in-<model>", "prices/##out-<model>", "##new_price_model",
+"Add price", "Save prices".
 """
 from __future__ import annotations
 
@@ -38,23 +44,30 @@ class UsageView:
 
 def draw(state: MMAState, actions: UsageActions, view: UsageView) -> None:
     table = usage_table(state.mma_tier_usage, actions.prices)
+    imgui.text_wrapped(table.summary)
+    if imgui.small_button("Copy##cache_summary"):
+        imgui.set_clipboard_text(table.summary)
+    if imgui.is_item_hovered():
+        imgui.set_tooltip("Copy this line: the cached share, the cost, and the cost without caching")
     flags = imgui.TableFlags_.borders | imgui.TableFlags_.row_bg | imgui.TableFlags_.sizing_fixed_fit
-    if imgui.begin_table("tier_usage", 5, flags):
-        for name in ("Tier", "Model", "Input", "Output", "Est. USD"):
+    if imgui.begin_table("tier_usage", 7, flags):
+        for name in ("Tier", "Model", "Input", "Cached", "Output", "Est. USD", "Without cache"):
             imgui.table_setup_column(name)
         imgui.table_headers_row()
         for row in table.rows:
             imgui.table_next_row()
-            for value in (row.tier, row.model, str(row.input), str(row.output)):
+            for value in (row.tier, row.model, str(row.input), str(row.cache_read), str(row.output)):
                 imgui.table_next_column()
                 imgui.text(value)
-            imgui.table_next_column()
-            if row.cost is None:
-                imgui.text_disabled("no price")
-            else:
-                imgui.text(f"{row.cost:.4f}")
+            for cost in (row.cost, row.cost_uncached):
+                imgui.table_next_column()
+                if cost is None:
+                    imgui.text_disabled("no price")
+                else:
+                    imgui.text(f"{cost:.4f}")
         imgui.table_next_row()
-        for value in ("Total", "", str(table.total_input), str(table.total_output), f"{table.total_cost:.4f}"):
+        for value in ("Total", "", str(table.total_input), str(table.cache_read), str(table.total_output),
+                      f"{table.total_cost:.4f}", f"{table.cost_uncached:.4f}"):
             imgui.table_next_column()
             imgui.text(value)
         imgui.end_table()

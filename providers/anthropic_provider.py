@@ -5,7 +5,12 @@
 - Streaming uses the raw event stream (`messages.create(stream=True)`) so a stream that ends
   without `message_stop` is detected and reported as `StreamInterruptedError`.
 - Usage: `input_tokens` (+ cache creation/read input tokens when present) and `output_tokens`;
-  in streams from `message_start`, updated by `message_delta` (cumulative counts).
+  in streams from `message_start`, updated by `message_delta` (cumulative counts).  The cache
+  counts are kept apart too (`Usage.cache_write_tokens` / `cache_read_tokens`).
+- Prompt caching (`ChatRequest.cache`): a `cache_control` breakpoint at the end of each shared
+  part of the system prompt and, in a tool loop, on the last block of the conversation and of
+  the previous request, so each tool round reads its history from the cache; never more than
+  the API's `MAX_CACHE_BREAKPOINTS`.
 - Errors map to `providers.base` classes; messages carry the provider's own text, redacted.
 - `ChatRequest.temperature` is ignored: this SDK/API version has no temperature parameter.
 - Abort: the client's httpx client carries our request hook, so a cancel shuts the call's
@@ -44,6 +49,9 @@ PROVIDER = "anthropic"
 BASE_URL_ENV = "ANTHROPIC_BASE_URL"
 KEY_HINT = "set ANTHROPIC_API_KEY, or add [anthropic] api_key to ~/.config/mma-desk/credentials.toml"
 _SERVER_ERROR_TYPES = {"api_error", "overloaded_error", "timeout_error"}
+MAX_CACHE_BREAKPOINTS = 4          # the Messages API refuses a request with more
+_EPHEMERAL = {"type": "ephemeral"}  # the 5-minute cache (writes bill 1.25x input)
+_CACHE_FIELDS = ("cache_creation_input_tokens", "cache_read_input_tokens")
 
 
 class AnthropicAdapter:
@@ -86,10 +94,15 @@ class AnthropicAdapter:
     # ------------------------------------------------------------------ requests
 
     def _params(self, request: ChatRequest) -> dict[str, Any]:
+        messages = self._messages(request.messages)
         params: dict[str, Any] = {"model": request.model, "max_tokens": request.max_output_tokens,
-                                  "messages": self._messages(request.messages)}
+                                  "messages": messages}
+        cache = request.cache
+        marks = 0
         if request.system:
-            params["system"] = request.system
+            params["system"], marks = _system_blocks(request.system, cache.system_breaks if cache else ())
+        if cache is not None and cache.conversation:
+            _mark_conversation(messages, MAX_CACHE_BREAKPOINTS - marks)
         if request.temperature is not None:
             # anthropic SDK 2.x / API 2026-10-21 has no sampling temperature parameter
             log.debug("anthropic: ignoring temperature=%s (not supported by this API version)",
@@ -162,7 +175,9 @@ class AnthropicAdapter:
                 calls.append(ToolCall(id=block.id, name=block.name, args=dict(block.input or {})))
         usage = message.usage
         return ChatResponse(text="".join(text), tool_calls=calls,
-                            usage=Usage(_input_tokens(usage), int(getattr(usage, "output_tokens", 0) or 0)),
+                            usage=Usage(_input_tokens(usage), int(getattr(usage, "output_tokens", 0) or 0),
+                                        _count(usage, "cache_read_input_tokens"),
+                                        _count(usage, "cache_creation_input_tokens")),
                             stop_reason=_stop(message.stop_reason, calls), model=request.model)
 
     def _generate_stream(self, request: ChatRequest, params: dict[str, Any],
@@ -186,7 +201,7 @@ class AnthropicAdapter:
                 f"Anthropic stream ended without message_stop after {state.events} event(s)",
                 provider=PROVIDER, partial_text="".join(state.text))
         return ChatResponse(text="".join(state.text), tool_calls=state.calls,
-                            usage=Usage(state.input_tokens, state.output_tokens),
+                            usage=Usage(state.input_tokens, state.output_tokens, state.cache_read, state.cache_write),
                             stop_reason=_stop(state.stop_reason, state.calls), model=request.model)
 
     def _absorb(self, event: Any, state: _State, on_chunk: ChunkCallback) -> None:
@@ -195,6 +210,8 @@ class AnthropicAdapter:
             usage = event.message.usage
             state.input_tokens = _input_tokens(usage)
             state.output_tokens = int(getattr(usage, "output_tokens", 0) or 0)
+            state.cache_read = _count(usage, "cache_read_input_tokens")
+            state.cache_write = _count(usage, "cache_creation_input_tokens")
         elif etype == "content_block_start":
             block = event.content_block
             btype = getattr(block, "type", None)
@@ -237,6 +254,9 @@ class AnthropicAdapter:
                     state.output_tokens = int(usage.output_tokens)
                 if getattr(usage, "input_tokens", None) is not None:
                     state.input_tokens = _input_tokens(usage)
+                if any(getattr(usage, name, None) is not None for name in _CACHE_FIELDS):
+                    state.cache_read = _count(usage, "cache_read_input_tokens")
+                    state.cache_write = _count(usage, "cache_creation_input_tokens")
         elif etype == "message_stop":
             state.done = True
 
@@ -301,7 +321,8 @@ class AnthropicAdapter:
 
 
 class _State:
-    __slots__ = ("text", "calls", "blocks", "stop_reason", "input_tokens", "output_tokens", "events", "done")
+    __slots__ = ("text", "calls", "blocks", "stop_reason", "input_tokens", "output_tokens", "cache_read",
+                 "cache_write", "events", "done")
 
     def __init__(self) -> None:
         self.text: list[str] = []
@@ -310,6 +331,8 @@ class _State:
         self.stop_reason: str | None = None
         self.input_tokens = 0
         self.output_tokens = 0
+        self.cache_read = 0
+        self.cache_write = 0
         self.events = 0
         self.done = False
 
@@ -337,9 +360,43 @@ def _is_json_of(text: str, value: Any) -> bool:
         return False
 
 
+def _count(usage: Any, name: str) -> int:
+    return int(getattr(usage, name, 0) or 0)
+
+
 def _input_tokens(usage: Any) -> int:
-    return sum(int(getattr(usage, name, 0) or 0)
-               for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
+    return sum(_count(usage, name) for name in ("input_tokens", *_CACHE_FIELDS))
+
+
+def _system_blocks(system: str, breaks: tuple[int, ...]) -> tuple[str | list[dict], int]:
+    """The system prompt as text blocks split at `breaks`, each ending in a breakpoint (at most
+    `MAX_CACHE_BREAKPOINTS`, the last ones kept: the longest prefixes); plain text without
+    breaks.  Returns it and how many breakpoints it holds."""
+    cuts = sorted({b for b in breaks if 0 < b <= len(system)})[-MAX_CACHE_BREAKPOINTS:]
+    if not cuts:
+        return system, 0
+    blocks: list[dict] = []
+    start = 0
+    for cut in cuts:
+        blocks.append({"type": "text", "text": system[start:cut], "cache_control": dict(_EPHEMERAL)})
+        start = cut
+    if start < len(system):
+        blocks.append({"type": "text", "text": system[start:]})
+    return blocks, len(cuts)
+
+
+def _mark_conversation(messages: list[dict], allowed: int) -> None:
+    """Breakpoints on the last block of the conversation and on the end of the previous
+    request (the last block of the user turn before the latest assistant turn), so each
+    round of a tool loop writes its history once and the next round reads it."""
+    if not messages or not messages[-1]["content"]:
+        return
+    targets = [messages[-1]]
+    user_turns = [m for m in messages[:-1] if m["role"] == "user" and m["content"]]
+    if user_turns:
+        targets.append(user_turns[-1])
+    for message in targets[:max(0, allowed)]:
+        message["content"][-1]["cache_control"] = dict(_EPHEMERAL)
 
 
 def _stop(stop_reason: str | None, calls: list[ToolCall]) -> str:

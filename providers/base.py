@@ -16,7 +16,9 @@ Neutral message shapes (`ChatRequest.messages`):
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -69,11 +71,53 @@ class ToolResult:
 
 @dataclass
 class Usage:
+    """What one or more provider responses billed.
+
+    `input_tokens` counts every prompt token, cached or not (as before); the cache fields
+    say how many of them the provider's prompt cache served (`cache_read_tokens`, billed at
+    the cached price) or stored (`cache_write_tokens`: Anthropic's cache creation, billed at
+    1.25x input; a Gemini explicit cache's contents, billed once at the input price).
+    `cache_storage_token_s` is a Gemini explicit cache's storage: tokens x seconds kept.
+    """
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_storage_token_s: int = 0
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens)
+        return Usage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens,
+                     self.cache_read_tokens + other.cache_read_tokens,
+                     self.cache_write_tokens + other.cache_write_tokens,
+                     self.cache_storage_token_s + other.cache_storage_token_s)
+
+    @property
+    def uncached_input_tokens(self) -> int:
+        """Input tokens billed at the full input price."""
+        return max(0, self.input_tokens - self.cache_read_tokens - self.cache_write_tokens)
+
+    def cache_fields(self) -> dict[str, int]:
+        """The cache counts that are not zero, by the ledger's key names (`models.TierUsage`)."""
+        fields = {"cache_read": self.cache_read_tokens, "cache_write": self.cache_write_tokens,
+                  "cache_storage_token_s": self.cache_storage_token_s}
+        return {k: v for k, v in fields.items() if v}
+
+
+@dataclass(frozen=True)
+class PromptCacheUse:
+    """How one request uses the provider's prompt cache (`ChatRequest.cache`).
+
+    `system_breaks`: offsets into `ChatRequest.system` where a shared part of it ends (the
+    curated context that the chat and Tiers 1-2 share, then the whole system prompt that a
+    track's workers share); Anthropic puts a `cache_control` breakpoint at each.
+    `conversation`: also mark the growing conversation of a tool loop, so a tool round reads
+    its history from the cache instead of paying for it again.
+    `cached_content`: a Gemini explicit cache (`cachedContents/...`) that holds this request's
+    system instruction and tools; the request then sends neither.
+    """
+    system_breaks: tuple[int, ...] = ()
+    conversation: bool = False
+    cached_content: str | None = None
 
 
 @dataclass
@@ -87,6 +131,8 @@ class ChatRequest:
     # Set by ai_client when the user aborts; adapters check it between chunks and, when it is a
     # `CancelSignal`, register with `interrupt_on_cancel` what unblocks their call (a socket).
     cancel_event: threading.Event | None = None
+    # Prompt caching (None: none asked for; Gemini still reports implicit cache hits).
+    cache: PromptCacheUse | None = None
 
 
 @dataclass
@@ -99,6 +145,14 @@ class ChatResponse:
 
 
 ChunkCallback = Callable[[str], None]
+
+
+def prefix_fingerprint(system: str, tools: list[ToolSpec]) -> str:
+    """What identifies a request's cacheable prefix (system prompt + tool declarations):
+    two requests with the same fingerprint send the same prefix bytes."""
+    payload = json.dumps({"system": system, "tools": [[t.name, t.description, t.parameters] for t in tools]},
+                         sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 class ProviderAdapter(Protocol):

@@ -145,11 +145,15 @@ class TierModels:
 
 @dataclass(frozen=True)
 class Price:
-    """USD per 1M tokens.  `cached_input`: input tokens read from the provider's prompt cache."""
+    """USD per 1M tokens.  `cached_input`: input tokens read from the provider's prompt cache;
+    `cache_write`: input tokens written to it; `cache_storage`: USD per 1M tokens per hour that
+    an explicit (Gemini) cache is kept."""
 
     input: float
     output: float
     cached_input: float
+    cache_write: float | None = None       # None: billed as input
+    cache_storage: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,9 @@ class ModelInfo:
     provider: str
     context_window: int            # tokens
     price: Price
+    # The shortest prefix the provider caches for this model (tokens); shorter ones are
+    # billed as plain input, so asking for a cache there only costs a request.
+    min_cache_tokens: int = 1024
 
 
 @dataclass(frozen=True)
@@ -166,6 +173,9 @@ class ProviderInfo:
     adapter: tuple[str, str]       # (module, class) implementing providers.base.ProviderAdapter
     chat_model: str                # what a chat session starts with
     tier_models: TierModels        # the pipeline's per-tier defaults
+    # How the provider caches prompt prefixes: "breakpoints" (Anthropic cache_control),
+    # "gemini" (implicit hits, plus explicit cachedContents), "" (none).
+    prompt_cache: str = ""
 
 
 _GEMINI_TIERS = TierModels({
@@ -185,9 +195,10 @@ _ANTHROPIC_TIERS = TierModels({
 # models and prices in Usage & Cost; its chat model is its own.
 _PROVIDERS: dict[str, ProviderInfo] = {p.name: p for p in (
     ProviderInfo("mock", ("providers.mock", "MockAdapter"), "mock-model", _GEMINI_TIERS),
-    ProviderInfo("gemini", ("providers.gemini", "GeminiAdapter"), "gemini-2.5-flash", _GEMINI_TIERS),
+    ProviderInfo("gemini", ("providers.gemini", "GeminiAdapter"), "gemini-2.5-flash", _GEMINI_TIERS,
+                 prompt_cache="gemini"),
     ProviderInfo("anthropic", ("providers.anthropic_provider", "AnthropicAdapter"),
-                 "claude-sonnet-4-6", _ANTHROPIC_TIERS),
+                 "claude-sonnet-4-6", _ANTHROPIC_TIERS, prompt_cache="breakpoints"),
     # Gemini models through the Gemini CLI (Node.js, installed on demand): providers/gemini_cli.py
     ProviderInfo("gemini-cli", ("providers.gemini_cli", "GeminiCliAdapter"), "gemini-2.5-flash", _GEMINI_TIERS),
 )}
@@ -196,22 +207,35 @@ _GEMINI_WINDOW = 1_048_576
 _CLAUDE_WINDOW = 200_000
 _MOCK_WINDOW = 1_000_000
 # Prices are estimates in USD per 1M tokens for prompts up to 200k tokens (Gemini Pro models
-# bill more above that); the project file's [prices] table overrides them.  Cached input,
-# from the providers' published ratios: Gemini 2.5 models bill cache hits at 0.25x the input
-# price, Gemini 3 models at 0.1x; Anthropic bills cache reads at 0.1x the base input price
-# (cache writes, 1.25x, are not modelled: their tokens count as input).
+# bill more above that); the project file's [prices] table overrides them.  Caching, from the
+# providers' published prices: Gemini bills cache hits (implicit or explicit) at 0.1x the input
+# price, the tokens that make an explicit cache once at the input price, and its storage per
+# hour ($1.00 per 1M tokens for Flash models, $4.50 for Pro); Anthropic bills cache reads at
+# 0.1x and cache writes (5-minute TTL) at 1.25x the base input price, with no storage.
+# Minimum cacheable prefixes: Gemini Flash 1,024 and Pro 4,096 tokens; Claude Sonnet 4.5 and
+# Opus 4.1 1,024, Sonnet 4.6 2,048, Haiku 4.5 and Opus 4.5 and later 4,096.
+
+
+def _gemini(input_usd: float, output_usd: float, storage_usd: float) -> Price:
+    return Price(input_usd, output_usd, round(input_usd * 0.1, 6), input_usd, storage_usd)
+
+
+def _claude(input_usd: float, output_usd: float) -> Price:
+    return Price(input_usd, output_usd, round(input_usd * 0.1, 6), round(input_usd * 1.25, 6))
+
+
 _MODELS: dict[str, ModelInfo] = {m.name: m for m in (
-    ModelInfo("gemini-2.5-flash-lite", "gemini", _GEMINI_WINDOW, Price(0.10, 0.40, 0.025)),
-    ModelInfo("gemini-2.5-flash", "gemini", _GEMINI_WINDOW, Price(0.30, 2.50, 0.075)),
-    ModelInfo("gemini-2.5-pro", "gemini", _GEMINI_WINDOW, Price(1.25, 10.00, 0.3125)),
-    ModelInfo("gemini-3-flash-preview", "gemini", _GEMINI_WINDOW, Price(0.50, 3.00, 0.05)),
-    ModelInfo("gemini-3.1-pro-preview", "gemini", _GEMINI_WINDOW, Price(2.00, 12.00, 0.20)),
-    ModelInfo("claude-haiku-4-5", "anthropic", _CLAUDE_WINDOW, Price(1.00, 5.00, 0.10)),
-    ModelInfo("claude-haiku-5-5", "anthropic", _CLAUDE_WINDOW, Price(1.00, 5.00, 0.10)),
-    ModelInfo("claude-sonnet-4-5", "anthropic", _CLAUDE_WINDOW, Price(3.00, 15.00, 0.30)),
-    ModelInfo("claude-sonnet-4-6", "anthropic", _CLAUDE_WINDOW, Price(3.00, 15.00, 0.30)),
-    ModelInfo("claude-opus-4-1", "anthropic", _CLAUDE_WINDOW, Price(15.00, 75.00, 1.50)),
-    ModelInfo("claude-opus-4-8", "anthropic", _CLAUDE_WINDOW, Price(5.00, 25.00, 0.50)),
+    ModelInfo("gemini-2.5-flash-lite", "gemini", _GEMINI_WINDOW, _gemini(0.10, 0.40, 1.00), 1024),
+    ModelInfo("gemini-2.5-flash", "gemini", _GEMINI_WINDOW, _gemini(0.30, 2.50, 1.00), 1024),
+    ModelInfo("gemini-2.5-pro", "gemini", _GEMINI_WINDOW, _gemini(1.25, 10.00, 4.50), 4096),
+    ModelInfo("gemini-3-flash-preview", "gemini", _GEMINI_WINDOW, _gemini(0.50, 3.00, 1.00), 1024),
+    ModelInfo("gemini-3.1-pro-preview", "gemini", _GEMINI_WINDOW, _gemini(2.00, 12.00, 4.50), 4096),
+    ModelInfo("claude-haiku-4-5", "anthropic", _CLAUDE_WINDOW, _claude(1.00, 5.00), 4096),
+    ModelInfo("claude-haiku-5-5", "anthropic", _CLAUDE_WINDOW, _claude(1.00, 5.00), 4096),
+    ModelInfo("claude-sonnet-4-5", "anthropic", _CLAUDE_WINDOW, _claude(3.00, 15.00), 1024),
+    ModelInfo("claude-sonnet-4-6", "anthropic", _CLAUDE_WINDOW, _claude(3.00, 15.00), 2048),
+    ModelInfo("claude-opus-4-1", "anthropic", _CLAUDE_WINDOW, _claude(15.00, 75.00), 1024),
+    ModelInfo("claude-opus-4-8", "anthropic", _CLAUDE_WINDOW, _claude(5.00, 25.00), 4096),
     ModelInfo("mock-model", "mock", _MOCK_WINDOW, Price(0.0, 0.0, 0.0)),
 )}
 # A model the catalog does not list still gets its family's context window by name prefix.
@@ -298,3 +322,16 @@ def price(model: str | None) -> Price | None:
     """The listed model's default price; None for a model the catalog does not list."""
     info = _MODELS.get(model) if model is not None else None
     return info.price if info else None
+
+
+def min_cache_tokens(model: str | None) -> int:
+    """The shortest prefix the provider caches for `model`; unlisted models by family."""
+    if model in _MODELS:
+        return _MODELS[model].min_cache_tokens
+    name = model or ""
+    return 4096 if ("pro" in name and name.startswith("gemini-")) or "opus" in name or "haiku" in name else 1024
+
+
+def prompt_cache_kind(provider: str | None) -> str:
+    """`ProviderInfo.prompt_cache` of a built-in provider; "" for anything else."""
+    return _PROVIDERS[provider].prompt_cache if provider in _PROVIDERS else ""

@@ -6,7 +6,13 @@
   on the wire.  Thought signatures (Gemini 3) are remembered per call id and echoed back with
   the call in later requests, which the API requires for multi-turn tool use.
 - Usage: `promptTokenCount` in, `candidatesTokenCount + thoughtsTokenCount` out (thinking
-  tokens are billed as output), from the last response/stream chunk that carries them.
+  tokens are billed as output), from the last response/stream chunk that carries them;
+  `cachedContentTokenCount` (an implicit or explicit cache hit, part of the prompt) as
+  `Usage.cache_read_tokens`.
+- Explicit caches (`client.caches`): `create_cache` / `extend_cache` / `delete_cache`.  A request
+  whose `ChatRequest.cache.cached_content` names one sends neither system instruction nor
+  tools (the cache holds them); if the cache is gone (expired, deleted) the request is sent
+  once more without it.
 - Errors map to `providers.base` classes; messages carry the provider's own text, redacted.
 - Abort: the SDK's httpx client gets our request hook (`client_args`), so a cancel shuts the
   call's socket down even before the first byte (`sdk_calls.cancellable`).
@@ -18,12 +24,15 @@ import logging
 import os
 import re
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from providers import credentials, tool_schema
 from providers.base import (
     AuthError,
     BadRequestError,
+    CancelledByUser,
+    CancelSignal,
     ChatRequest,
     ChatResponse,
     ChunkCallback,
@@ -33,8 +42,10 @@ from providers.base import (
     ServerError,
     StreamInterruptedError,
     ToolCall,
+    ToolSpec,
     Usage,
     check_cancel,
+    interrupt_on_cancel,
 )
 from providers.retry import parse_retry_after
 from providers.sdk_calls import OpenSockets, cancellable, map_transport_failure, stream_items
@@ -47,6 +58,14 @@ KEY_HINT = ("set GEMINI_API_KEY (or GOOGLE_API_KEY), or add [gemini] api_key to 
             "~/.config/mma-desk/credentials.toml")
 _FINISH = {"STOP": "end_turn", "MAX_TOKENS": "max_tokens"}
 _DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)s\s*$")
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    """An explicit cache as the API describes it: its name, the tokens it holds, when it expires."""
+    name: str
+    tokens: int
+    expire_time: float | None        # epoch seconds
 
 
 class GeminiAdapter:
@@ -85,26 +104,84 @@ class GeminiAdapter:
     def generate(self, request: ChatRequest, on_chunk: ChunkCallback | None = None) -> ChatResponse:
         check_cancel(request)
         contents = self._contents(request.messages)
-        config = self._config(request)
+        try:
+            return self._call(request, contents, self._config(request), on_chunk)
+        except (BadRequestError, AuthError) as exc:
+            if not (request.cache and request.cache.cached_content and _cache_missing(exc)):
+                raise
+            log.warning("gemini: cached content %s is gone (%s); sending the prompt uncached",
+                        request.cache.cached_content, exc)
+            return self._call(request, contents, self._config(request, use_cache=False), on_chunk)
+
+    def _call(self, request: ChatRequest, contents: list[Any], config: Any,
+              on_chunk: ChunkCallback | None) -> ChatResponse:
         with cancellable(request, self._sockets):
             if on_chunk is None:
                 return self._generate_once(request, contents, config)
             return self._generate_stream(request, contents, config, on_chunk)
 
+    # ------------------------------------------------------------------ explicit caches
+
+    def create_cache(self, model: str, system: str, tools: list[ToolSpec], ttl_s: int, display_name: str,
+                     cancel: CancelSignal | None = None) -> CacheInfo:
+        """`client.caches.create`: a cache holding `system` and `tools` for `ttl_s` seconds."""
+        t = self._types
+        config = t.CreateCachedContentConfig(system_instruction=system or None, tools=self._tools(tools) or None,
+                                             ttl=f"{int(ttl_s)}s", display_name=display_name)
+        cached = self._cache_call(lambda: self._client.caches.create(model=model, config=config), cancel)
+        usage = getattr(cached, "usage_metadata", None)
+        return CacheInfo(str(cached.name), int(getattr(usage, "total_token_count", 0) or 0),
+                         _epoch(getattr(cached, "expire_time", None)))
+
+    def extend_cache(self, name: str, ttl_s: int, cancel: CancelSignal | None = None) -> float | None:
+        """`client.caches.update`: keep the cache `ttl_s` seconds from now; its new expiry."""
+        config = self._types.UpdateCachedContentConfig(ttl=f"{int(ttl_s)}s")
+        cached = self._cache_call(lambda: self._client.caches.update(name=name, config=config), cancel)
+        return _epoch(getattr(cached, "expire_time", None))
+
+    def delete_cache(self, name: str, cancel: CancelSignal | None = None) -> bool:
+        """`client.caches.delete`; False when it was gone already (expired, or deleted)."""
+        try:
+            self._cache_call(lambda: self._client.caches.delete(name=name), cancel)
+        except (BadRequestError, AuthError) as exc:
+            if exc.status in (403, 404):
+                return False
+            raise
+        return True
+
+    def _cache_call(self, call: Any, cancel: CancelSignal | None) -> Any:
+        with interrupt_on_cancel(cancel, self._sockets.shutdown):
+            try:
+                return call()
+            except Exception as exc:  # every SDK/transport failure becomes a ProviderError
+                if cancel is not None and cancel.is_set():
+                    raise CancelledByUser("cancelled by the user", provider=PROVIDER) from None
+                raise self._map_error(exc) from None
+
     # ------------------------------------------------------------------ requests
 
-    def _config(self, request: ChatRequest) -> Any:
+    def _tools(self, specs: list[ToolSpec]) -> list[Any]:
+        t = self._types
+        if not specs:
+            return []
+        return [t.Tool(function_declarations=[
+            t.FunctionDeclaration(name=spec.name, description=spec.description,
+                                  parameters_json_schema=tool_schema.for_gemini(spec.parameters))
+            for spec in specs])]
+
+    def _config(self, request: ChatRequest, use_cache: bool = True) -> Any:
         t = self._types
         kwargs: dict[str, Any] = {"max_output_tokens": request.max_output_tokens}
-        if request.system:
-            kwargs["system_instruction"] = request.system
         if request.temperature is not None:
             kwargs["temperature"] = request.temperature
+        cached = request.cache.cached_content if request.cache is not None and use_cache else None
+        if cached:                      # the cache holds the system instruction and the tools
+            kwargs["cached_content"] = cached
+            return t.GenerateContentConfig(**kwargs)
+        if request.system:
+            kwargs["system_instruction"] = request.system
         if request.tools:
-            kwargs["tools"] = [t.Tool(function_declarations=[
-                t.FunctionDeclaration(name=spec.name, description=spec.description,
-                                      parameters_json_schema=tool_schema.for_gemini(spec.parameters))
-                for spec in request.tools])]
+            kwargs["tools"] = self._tools(request.tools)
             kwargs["automatic_function_calling"] = t.AutomaticFunctionCallingConfig(disable=True)
         return t.GenerateContentConfig(**kwargs)
 
@@ -197,6 +274,8 @@ class GeminiAdapter:
                 state.input_tokens = usage.prompt_token_count
             if usage.candidates_token_count is not None or usage.thoughts_token_count is not None:
                 state.output_tokens = (usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)
+            if usage.cached_content_token_count is not None:
+                state.cached_tokens = usage.cached_content_token_count
         feedback = getattr(response, "prompt_feedback", None)
         if feedback is not None and feedback.block_reason is not None:
             state.blocked = "blocked_" + _enum_name(feedback.block_reason).lower()
@@ -223,7 +302,8 @@ class GeminiAdapter:
         else:
             stop = _FINISH.get(state.finish, state.finish.lower())
         return ChatResponse(text="".join(state.text), tool_calls=state.calls,
-                            usage=Usage(state.input_tokens, state.output_tokens),
+                            usage=Usage(state.input_tokens, state.output_tokens,
+                                        min(state.cached_tokens, state.input_tokens)),
                             stop_reason=stop, model=request.model)
 
     # ------------------------------------------------------------------ errors
@@ -281,7 +361,7 @@ class GeminiAdapter:
 
 
 class _State:
-    __slots__ = ("text", "calls", "finish", "blocked", "input_tokens", "output_tokens", "chunks")
+    __slots__ = ("text", "calls", "finish", "blocked", "input_tokens", "output_tokens", "cached_tokens", "chunks")
 
     def __init__(self) -> None:
         self.text: list[str] = []
@@ -290,6 +370,7 @@ class _State:
         self.blocked: str | None = None
         self.input_tokens = 0
         self.output_tokens = 0
+        self.cached_tokens = 0
         self.chunks = 0
 
 
@@ -304,6 +385,17 @@ def _function_response(msg: dict) -> dict:
     if isinstance(msg.get("structured"), dict):
         response["structured"] = msg["structured"]
     return response
+
+
+def _epoch(value: Any) -> float | None:
+    """A datetime from the SDK as epoch seconds."""
+    timestamp = getattr(value, "timestamp", None)
+    return float(timestamp()) if callable(timestamp) else None
+
+
+def _cache_missing(exc: ProviderError) -> bool:
+    """The API's answer to a request naming a cached content that no longer exists."""
+    return exc.status in (403, 404) and "cachedcontent" in str(exc).lower().replace(" ", "")
 
 
 def _enum_name(value: Any) -> str:

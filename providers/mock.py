@@ -20,12 +20,19 @@ worktrees, commits, merges and conflicts are exercised offline.  It writes
 `mma_mock/shared.md` and writes it back with its own section filled in.  Only T1 (or a
 `[conflict]` ticket) creates that file when it is missing, with a section for T1..T4 far
 enough apart that parallel tickets merge cleanly.
+
+Prompt caching is simulated like Gemini's implicit cache (`SimulatedPrefixCache`): a request
+that asks for caching and sends a system prompt of at least `MIN_CACHED_TOKENS` that an earlier
+request of the same model sent within `CACHE_TTL_S` bills it as read from the cache, so an
+offline run shows cached tokens and the saving in Usage & Cost.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import threading
 import time
 
 from context_builder import estimate_tokens  # the same estimate the token budget shows
@@ -40,6 +47,33 @@ TIER_TAGS = {
 }
 
 
+MIN_CACHED_TOKENS = 1024
+CACHE_TTL_S = 300.0
+
+
+class SimulatedPrefixCache:
+    """System prompts seen per model (shared by every mock session of the process)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[str, float] = {}
+
+    def cached_tokens(self, request: ChatRequest) -> int:
+        """The system prompt's tokens when an earlier request cached it; remembers this one."""
+        tokens = estimate_tokens(request.system)
+        if request.cache is None or tokens < MIN_CACHED_TOKENS:
+            return 0
+        key = hashlib.sha256(f"{request.model}\0{request.system}".encode()).hexdigest()
+        now = time.monotonic()
+        with self._lock:
+            hit = self._seen.get(key, 0.0) > now
+            self._seen[key] = now + CACHE_TTL_S
+        return tokens if hit else 0
+
+
+PREFIX_CACHE = SimulatedPrefixCache()
+
+
 def _request_chars(request: ChatRequest) -> str:
     parts = [request.system]
     for m in request.messages:
@@ -50,6 +84,12 @@ def _request_chars(request: ChatRequest) -> str:
 
 
 def _tier_of(request: ChatRequest) -> int:
+    """The tier whose instructions the system prompt ends with ("You are Tier N (...)"); the
+    curated context before them may mention any tier."""
+    found = [(request.system.rfind(f"You are {tag}"), tier) for tag, tier in TIER_TAGS.items()]
+    position, tier = max(found)
+    if position >= 0:
+        return tier
     for tag, tier in TIER_TAGS.items():
         if tag in request.system:
             return tier
@@ -158,9 +198,10 @@ class MockAdapter:
         tier = _tier_of(request)
         answer = {1: self._tier1, 2: self._tier2, 3: self._tier3, 4: self._tier4}.get(tier, self._chat)(request)
         usage_in = estimate_tokens(_request_chars(request))
+        cached = min(PREFIX_CACHE.cached_tokens(request), usage_in)
         if isinstance(answer, ToolCall):
             return ChatResponse(text="", tool_calls=[answer],
-                                usage=Usage(usage_in, estimate_tokens(json.dumps(answer.to_dict()))),
+                                usage=Usage(usage_in, estimate_tokens(json.dumps(answer.to_dict())), cached),
                                 stop_reason="tool_use", model=request.model)
         if on_chunk is not None:
             for chunk in self._chunks(answer):
@@ -170,7 +211,7 @@ class MockAdapter:
                     request.cancel_event.wait(self.chunk_delay)
                 elif self.chunk_delay:
                     time.sleep(self.chunk_delay)
-        return ChatResponse(text=answer, usage=Usage(usage_in, estimate_tokens(answer)),
+        return ChatResponse(text=answer, usage=Usage(usage_in, estimate_tokens(answer), cached),
                             stop_reason="end_turn", model=request.model)
 
     def _chunks(self, text: str) -> list[str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHES = ("events", "scheduler", "frame", "skeleton", "languages", "startup", "memory", "git", "tools")
+BENCHES = ("events", "scheduler", "frame", "skeleton", "languages", "startup", "memory", "git", "tools", "cache")
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +87,15 @@ def test_frame_measured_the_streaming_app(quick_results):
 def test_startup_saw_a_first_frame(quick_results):
     m = _load(quick_results[0], "startup")["metrics"]
     assert 0 < m["first_frame_s_median"] < 60
+
+
+def test_cache_bench_ran_every_mode_and_matched_the_bill(quick_results):
+    m = _load(quick_results[0], "cache")["metrics"]
+    assert set(m["providers"]) == {"gemini", "anthropic"}
+    for provider, figures in m["providers"].items():
+        assert figures["all_completed"] and figures["ledger_matches_bill"], provider
+        assert figures["caches_left"] == 0, provider                     # no paid storage left behind
+        assert {"off", "on", "on_no_warmup"} <= set(figures["runs"]), provider
 
 
 def test_memory_caps_and_completion(quick_results):

@@ -69,9 +69,31 @@ def test_tier_models_use_the_providers_own_models():
             assert catalog.model_info(model).provider == provider
 
 
-def test_cached_input_follows_the_published_ratios():
-    assert catalog.price("claude-sonnet-4-6").cached_input == pytest.approx(0.1 * 3.00)
-    assert catalog.price("gemini-2.5-flash").cached_input == pytest.approx(0.25 * 0.30)
+def test_cache_prices_follow_the_published_ratios():
+    for model in catalog.model_names():
+        info = catalog.model_info(model)
+        price = info.price
+        if info.provider == "anthropic":      # reads 0.1x, 5-minute writes 1.25x, no storage
+            assert (price.cached_input, price.cache_write, price.cache_storage) == pytest.approx(
+                (0.1 * price.input, 1.25 * price.input, 0.0)), model
+        elif info.provider == "gemini":       # hits 0.1x, an explicit cache's tokens once at input, storage/h
+            assert (price.cached_input, price.cache_write) == pytest.approx((0.1 * price.input, price.input)), model
+            assert price.cache_storage == (4.50 if "pro" in model else 1.00), model
+    assert catalog.price("gemini-2.5-flash").cached_input == pytest.approx(0.03)
+    assert catalog.price("claude-sonnet-4-6").cache_write == pytest.approx(3.75)
+
+
+def test_minimum_cacheable_prefixes():
+    assert catalog.min_cache_tokens("gemini-2.5-flash-lite") == 1024
+    assert catalog.min_cache_tokens("gemini-3.1-pro-preview") == 4096
+    assert catalog.min_cache_tokens("claude-sonnet-4-5") == 1024
+    assert catalog.min_cache_tokens("claude-sonnet-4-6") == 2048
+    assert catalog.min_cache_tokens("claude-haiku-4-5") == 4096
+    assert catalog.min_cache_tokens("gemini-9-pro-future") == 4096       # unlisted: by family
+    assert catalog.min_cache_tokens("claude-sonnet-9") == 1024
+    assert catalog.prompt_cache_kind("anthropic") == "breakpoints"
+    assert catalog.prompt_cache_kind("gemini") == "gemini"
+    assert catalog.prompt_cache_kind("mock") == "" and catalog.prompt_cache_kind(None) == ""
 
 
 # ---------------------------------------------------------------- models
@@ -219,7 +241,8 @@ def test_default_prices_come_from_the_catalog(tmp_path):
     cfg = ProjectConfig(root=tmp_path)
     for model in catalog.model_names():
         listed = catalog.price(model)
-        assert cfg.price_for(model) == ModelPrice(listed.input, listed.output, listed.cached_input)
+        assert cfg.price_for(model) == ModelPrice(listed.input, listed.output, listed.cached_input,
+                                                  listed.cache_write, listed.cache_storage or None)
     assert cfg.price_for("claude-some-future-model") is None
 
 
@@ -254,3 +277,23 @@ def test_cost_bills_cached_input_tokens_at_their_price():
     price = ModelPrice(input=2.0, output=10.0, cached_input=0.5)
     assert price.cost(1_000_000, 100_000, 2_000_000) == pytest.approx(2.0 + 1.0 + 1.0)
     assert ModelPrice(2.0, 10.0).cost(0, 0, 1_000_000) == pytest.approx(2.0)   # no cache price: as input
+
+
+def test_cost_bills_cache_writes_and_storage():
+    price = ModelPrice(input=2.0, output=10.0, cached_input=0.2, cache_write=2.5, cache_storage=4.5)
+    # 1M written at 2.5, 1M tokens kept for an hour at 4.5
+    assert price.cost(0, 0, 0, 1_000_000, 3600 * 1_000_000) == pytest.approx(2.5 + 4.5)
+    assert ModelPrice(2.0, 10.0).cost(0, 0, 0, 1_000_000, 3600) == pytest.approx(2.0)   # write as input, free storage
+
+
+def test_cache_prices_round_trip_through_the_project_file(tmp_path):
+    cfg = ProjectConfig(root=tmp_path)
+    cfg.prices = {"m": ModelPrice(1.0, 4.0, 0.1, 1.25, 4.5)}
+    save_project(cfg)
+    saved = tomllib.loads((tmp_path / PROJECT_FILE).read_text(encoding="utf-8"))["prices"]
+    assert saved == {"m": {"input": 1.0, "output": 4.0, "cached_input": 0.1, "cache_write": 1.25,
+                           "cache_storage": 4.5}}
+    assert load_project(tmp_path).prices == cfg.prices
+    (tmp_path / PROJECT_FILE).write_text('[prices.m]\ninput = 1\ncache_storage = -2\n', encoding="utf-8")
+    with pytest.raises(ProjectFileError, match=r"prices\.m\.cache_storage: expected a price >= 0, got -2"):
+        load_project(tmp_path)

@@ -395,7 +395,8 @@ def test_send_uses_curated_context_on_the_chat_thread(root, make_state, recordin
     assert state.busy and state.ai_input == ""
     assert state.wait_idle(10)
     (call,) = recording
-    assert call["system"].startswith(CHAT_SYSTEM_PROMPT)
+    # the curated context first (the prefix the chat shares with Tiers 1-2), the instructions last
+    assert call["system"].startswith("<context>\n") and call["system"].endswith(CHAT_SYSTEM_PROMPT)
     assert "class Greeter:" in call["system"] and "words.append" not in call["system"]   # skeleton
     assert "an edited answer" in call["system"] and "earlier answer" not in call["system"]
     assert call["messages"] == [{"role": "user", "content": "What does main do?"}]

@@ -14,7 +14,16 @@ Endpoints:
   Gemini     POST /v1/models/{model}:generateContent
              POST /v1/models/{model}:streamGenerateContent?alt=sse   (also /v1beta/, /v1alpha/)
              POST /v1/models/{model}:countTokens -> {"totalTokens": prompt chars / 4} (not billed)
+             POST /v1beta/cachedContents, GET (list), GET/PATCH/DELETE /v1beta/cachedContents/{id}
   Anthropic  POST /v1/messages   (SSE when the body has "stream": true)
+
+Prompt caching (`tests/wire_cache.py`, `emu.caches`): Anthropic `cache_control` breakpoints give
+`cache_creation_input_tokens` / `cache_read_input_tokens` for the prefix up to each breakpoint
+seen within the TTL; Gemini reports `cachedContentTokenCount` for implicit hits and for requests
+naming an explicit cached content.  The bill (`billed`) splits each model's input into
+`cache_read_tokens` / `cache_write_tokens` and adds `storage_token_s` of explicit caches (keys
+only present when not zero).  `first_byte_delay` holds every reply back that long after its
+cache lookup (a model's time to first byte), so requests sent together all miss.
 
 Which reply is sent, first match wins:
   1. the next scripted reply for the provider (`script(provider, reply)`; provider None = any),
@@ -58,8 +67,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, NamedTuple
+from urllib.parse import parse_qs, urlsplit
+
+from tests.wire_cache import CacheRequestError, PromptCaches
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +80,7 @@ ANTHROPIC = "anthropic"
 
 _GEMINI_PATH = re.compile(r"^/v1(?:beta|alpha)?/models/([^/:]+):(generateContent|streamGenerateContent|countTokens)$")
 _ANTHROPIC_PATH = re.compile(r"^/v1/messages$")
+_CACHES_PATH = re.compile(r"^/v1(?:beta|alpha)?/cachedContents(?:/([^/:?]+))?$")
 _AUTH_HEADERS = {"authorization", "x-api-key", "x-goog-api-key", "proxy-authorization"}
 
 ERROR_KINDS = {"400", "401", "403", "404", "429", "500", "502", "503", "529"}
@@ -108,6 +120,15 @@ class Reply:
                 raise ValueError("Reply.chunks must concatenate to Reply.text")
             return [c for c in self.chunks if c]
         return split_text(self.text)
+
+
+class Billed(NamedTuple):
+    """One reply's tokens: the prompt's (all of them), the reply's, and of the prompt the part
+    read from and written to a prompt cache."""
+    input: int
+    output: int
+    cache_read: int = 0
+    cache_write: int = 0
 
 
 @dataclass
@@ -323,7 +344,8 @@ def json_schema_of(body: Any) -> dict | None:
 def default_reply(provider: str, model: str, body: Any) -> Reply:
     """Deterministic replies that make the MMA pipeline work end to end."""
     view = parse_prompt(provider, body)
-    tier_match = re.search(r"Tier\s*([1-4])", view.system)
+    # "You are Tier N" names the tier even when a curated context mentioning tiers comes first
+    tier_match = re.search(r"You are Tier\s*([1-4])", view.system) or re.search(r"Tier\s*([1-4])", view.system)
     tier = tier_match.group(1) if tier_match else "3"
     goal = _first_line(view.last_user_text) or "the task"
     if tier == "1":
@@ -407,8 +429,22 @@ class _Handler(BaseHTTPRequestHandler):
                                                 "message": f"wire emulator failure: {type(exc).__name__}: {exc}"}})
 
     def do_GET(self) -> None:
-        self._send_json(404, {"error": {"code": 404, "message": f"no route for GET {self.path}",
-                                        "status": "NOT_FOUND"}})
+        self._resource("GET")
+
+    def do_DELETE(self) -> None:
+        self._resource("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._resource("PATCH")
+
+    def _resource(self, method: str) -> None:
+        try:
+            if not self.server.emulator._cache_resource(self, method):
+                self._send_json(404, {"error": {"code": 404, "message": f"no route for {method} {self.path}",
+                                                "status": "NOT_FOUND"}})
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            log.debug("wire emulator: client went away: %s", exc)
+            self.close_connection = True
 
     # -- helpers used by WireEmulator
     def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
@@ -451,7 +487,7 @@ class WireEmulator:
     def __init__(self, *, port: int = 0, fault_plan: FaultPlan | None = None,
                  responder: Callable[[str, str, Any], Reply | None] | None = None,
                  expected_keys: dict[str, str] | None = None, retry_after: str = "0",
-                 slow_delay: float = 0.05):
+                 slow_delay: float = 0.05, caches: PromptCaches | None = None, first_byte_delay: float = 0.0):
         self._port = port
         self.fault_plan = fault_plan
         self.responder = responder
@@ -459,6 +495,8 @@ class WireEmulator:
         self.expected_keys = dict(expected_keys or {})
         self.retry_after = retry_after
         self.slow_delay = slow_delay
+        self.caches = caches or PromptCaches()
+        self.first_byte_delay = first_byte_delay
         self._lock = threading.RLock()   # re-entrant: match predicates may call back in
         self._arrived = threading.Condition(self._lock)   # notified on every recorded request
         self._requests: list[RecordedRequest] = []
@@ -535,6 +573,8 @@ class WireEmulator:
 
     def reset(self) -> None:
         with self._lock:
+            self.caches = PromptCaches(self.caches.clock, self.caches.ttl_s, self.caches.min_tokens,
+                                       self.caches.implicit)
             self._requests.clear()
             self._billed.clear()
             self._scripts.clear()
@@ -551,9 +591,16 @@ class WireEmulator:
     @property
     def billed(self) -> dict[str, dict[str, int]]:
         """model -> {"input_tokens", "output_tokens", "requests"} for every reply sent in full
-        (error faults and truncated replies are not billed)."""
+        (error faults and truncated replies are not billed), plus, when not zero,
+        "cache_read_tokens" / "cache_write_tokens" (parts of "input_tokens"; an explicit cache's
+        creation bills its tokens as both) and "storage_token_s" (explicit caches, until now)."""
+        storage = self.caches.storage_token_s()
         with self._lock:
-            return {m: dict(v) for m, v in self._billed.items()}
+            out = {m: dict(v) for m, v in self._billed.items()}
+        for model, token_s in storage.items():
+            if token_s:
+                out.setdefault(model, {"input_tokens": 0, "output_tokens": 0, "requests": 0})["storage_token_s"] = token_s
+        return out
 
     def billed_total(self) -> tuple[int, int]:
         b = self.billed
@@ -636,12 +683,57 @@ class WireEmulator:
             return Reply(text=json.dumps(json_for_schema(schema)))
         return default_reply(provider, model, body)
 
-    def _bill(self, model: str, usage: tuple[int, int]) -> None:
+    def _bill(self, model: str, usage: Billed, requests: int = 1) -> None:
         with self._lock:
             entry = self._billed.setdefault(model, {"input_tokens": 0, "output_tokens": 0, "requests": 0})
-            entry["input_tokens"] += usage[0]
-            entry["output_tokens"] += usage[1]
-            entry["requests"] += 1
+            entry["input_tokens"] += usage.input
+            entry["output_tokens"] += usage.output
+            entry["requests"] += requests
+            for key, value in (("cache_read_tokens", usage.cache_read), ("cache_write_tokens", usage.cache_write)):
+                if value:
+                    entry[key] = entry.get(key, 0) + value
+
+    def _cache_resource(self, h: _Handler, method: str, raw: bytes | None = None) -> bool:
+        """Gemini `cachedContents` (a create's body was read by `_handle`); False: not a cache path."""
+        split = urlsplit(h.path)
+        match = _CACHES_PATH.match(split.path)
+        if match is None:
+            return False
+        if raw is None:
+            length = int(h.headers.get("Content-Length") or 0)
+            raw = h.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            body = {}
+        headers = {k: ("[REDACTED]" if k.lower() in _AUTH_HEADERS else v) for k, v in h.headers.items()}
+        name = f"cachedContents/{match.group(1)}" if match.group(1) else None
+        with self._lock:
+            self._requests.append(RecordedRequest(GEMINI, h.path, "", body, headers, False, fault=None,
+                                                  auth_present=bool(h.headers.get("x-goog-api-key"))))
+            self._arrived.notify_all()
+        caches = self.caches
+        try:
+            if method == "POST" and name is None:
+                cache = caches.create(body if isinstance(body, dict) else {})
+                self._bill(cache.model, Billed(cache.tokens, 0, 0, cache.tokens), requests=0)
+                h._send_json(200, cache.resource())
+            elif method == "GET" and name is None:
+                size = int((parse_qs(split.query).get("pageSize") or ["1000"])[0])
+                listed = caches.listed()[:size]
+                h._send_json(200, {"cachedContents": [c.resource() for c in listed]} if listed else {})
+            elif method == "GET" and name is not None:
+                h._send_json(200, caches.get(name).resource())
+            elif method == "PATCH" and name is not None:
+                h._send_json(200, caches.update(name, body if isinstance(body, dict) else {}).resource())
+            elif method == "DELETE" and name is not None:
+                caches.delete(name)
+                h._send_json(200, {})
+            else:
+                self._send_error(h, GEMINI, 400, f"{method} is not supported on {split.path}")
+        except CacheRequestError as exc:
+            self._send_error(h, GEMINI, exc.status, exc.message)
+        return True
 
     def _usage(self, provider: str, body: Any, reply: Reply) -> tuple[int, int]:
         if reply.usage is not None:
@@ -651,6 +743,14 @@ class WireEmulator:
                                           for c in reply.tool_calls)
         return _tokens(prompt_chars), _tokens(out_chars)
 
+    def _cache_split(self, provider: str, model: str, body: dict, explicit: Any) -> tuple[int, int, Callable[[], None]]:
+        """(read, write) tokens of this prompt and the call that stores its cache entries."""
+        if provider == ANTHROPIC:
+            split, store = self.caches.anthropic(model, body)
+            return split.read, split.write, store
+        cached, store = self.caches.gemini_cached_tokens(model, body, explicit)
+        return cached, 0, store
+
     def _handle(self, h: _Handler) -> None:
         split = urlsplit(h.path)
         length = int(h.headers.get("Content-Length") or 0)
@@ -659,6 +759,9 @@ class WireEmulator:
         auth_value = (h.headers.get("x-goog-api-key") or h.headers.get("x-api-key")
                       or (h.headers.get("authorization") or "").removeprefix("Bearer ").strip())
 
+        if _CACHES_PATH.match(split.path):
+            self._cache_resource(h, "POST", raw)
+            return
         gm = _GEMINI_PATH.match(split.path)
         if gm and gm.group(2) == "countTokens":
             self._count_tokens(h, gm.group(1), raw, headers, bool(auth_value))
@@ -711,8 +814,21 @@ class WireEmulator:
             self._send_error(h, provider, status, _ERROR_MESSAGES.get(status, "injected error"), extra)
             return
 
+        try:
+            explicit = None
+            if provider == GEMINI:
+                body, explicit = self.caches.gemini_expand(model, body)
+            read, write, store = self._cache_split(provider, model, body, explicit)
+        except CacheRequestError as exc:
+            self._send_error(h, provider, exc.status, exc.message)
+            return
         reply = self._pick_reply(provider, model, body)
-        usage = self._usage(provider, body, reply)
+        total_in, total_out = self._usage(provider, body, reply)
+        read = min(read, total_in)
+        usage = Billed(total_in, total_out, read, min(write, total_in - read))
+        if self.first_byte_delay > 0:           # the model reads the prompt before it answers
+            time.sleep(self.first_byte_delay)
+        store()                                 # what it wrote is visible once the response starts
         kind = fault.kind if fault else None
         delay = fault.delay if fault else 0.0
         if kind == "malformed":
@@ -767,11 +883,12 @@ class WireEmulator:
 
     # -- Gemini
     @staticmethod
-    def _gemini_usage(usage: tuple[int, int], final: bool) -> dict:
+    def _gemini_usage(usage: Billed, final: bool) -> dict:
+        cached = {"cachedContentTokenCount": usage.cache_read} if usage.cache_read else {}
         if not final:
-            return {"promptTokenCount": usage[0], "totalTokenCount": usage[0]}
+            return {"promptTokenCount": usage[0], "totalTokenCount": usage[0], **cached}
         return {"promptTokenCount": usage[0], "candidatesTokenCount": usage[1],
-                "totalTokenCount": usage[0] + usage[1]}
+                "totalTokenCount": usage[0] + usage[1], **cached}
 
     @staticmethod
     def _gemini_finish(reply: Reply) -> str:
@@ -791,7 +908,7 @@ class WireEmulator:
             parts.append(part)
         return parts
 
-    def _gemini_json(self, h: _Handler, model: str, reply: Reply, usage: tuple[int, int],
+    def _gemini_json(self, h: _Handler, model: str, reply: Reply, usage: Billed,
                      kind: str | None, delay: float) -> None:
         if kind == "slow":
             time.sleep(delay)
@@ -803,7 +920,7 @@ class WireEmulator:
         data = json.dumps(payload).encode()
         h._send_bytes(200, data, "application/json", cut=len(data) // 2 if kind == "truncate" else None)
 
-    def _gemini_stream(self, h: _Handler, model: str, reply: Reply, usage: tuple[int, int],
+    def _gemini_stream(self, h: _Handler, model: str, reply: Reply, usage: Billed,
                        kind: str | None, delay: float) -> None:
         pieces = reply.pieces()
         events: list[dict] = []
@@ -841,10 +958,12 @@ class WireEmulator:
                               "status": "UNAVAILABLE"}})
 
     # -- Anthropic
-    def _anthropic_message(self, model: str, usage: tuple[int, int]) -> dict:
+    def _anthropic_message(self, model: str, usage: Billed) -> dict:
+        counts = {"input_tokens": usage.input - usage.cache_read - usage.cache_write, "output_tokens": usage.output}
+        if usage.cache_read or usage.cache_write:
+            counts.update(cache_creation_input_tokens=usage.cache_write, cache_read_input_tokens=usage.cache_read)
         return {"id": self._next_id("msg_emu_"), "type": "message", "role": "assistant", "model": model,
-                "content": [], "stop_reason": None, "stop_sequence": None,
-                "usage": {"input_tokens": usage[0], "output_tokens": usage[1]}}
+                "content": [], "stop_reason": None, "stop_sequence": None, "usage": counts}
 
     def _anthropic_blocks(self, reply: Reply) -> list[dict]:
         blocks: list[dict] = []
@@ -859,7 +978,7 @@ class WireEmulator:
     def _anthropic_stop(reply: Reply) -> str:
         return reply.stop_reason or ("tool_use" if reply.tool_calls else "end_turn")
 
-    def _anthropic_json(self, h: _Handler, model: str, reply: Reply, usage: tuple[int, int],
+    def _anthropic_json(self, h: _Handler, model: str, reply: Reply, usage: Billed,
                         kind: str | None, delay: float) -> None:
         if kind == "slow":
             time.sleep(delay)
@@ -869,9 +988,9 @@ class WireEmulator:
         data = json.dumps(message).encode()
         h._send_bytes(200, data, "application/json", cut=len(data) // 2 if kind == "truncate" else None)
 
-    def _anthropic_stream(self, h: _Handler, model: str, reply: Reply, usage: tuple[int, int],
+    def _anthropic_stream(self, h: _Handler, model: str, reply: Reply, usage: Billed,
                           kind: str | None, delay: float) -> None:
-        start = self._anthropic_message(model, (usage[0], 1))
+        start = self._anthropic_message(model, usage._replace(output=1))
         events: list[tuple[str, dict]] = [("message_start", {"type": "message_start", "message": start}),
                                           ("ping", {"type": "ping"})]
         index = 0
