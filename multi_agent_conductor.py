@@ -550,9 +550,13 @@ class ConductorEngine(WorkspaceSteps):
 
     def _diagnosed(self, ticket_id: str, future: asyncio.Future) -> None:
         ticket = self.dag.tickets[ticket_id]
-        result = None if future.cancelled() or future.exception() else future.result()
-        if future.exception() is not None:
+        result = None
+        if future.cancelled():                    # exception() would raise CancelledError
+            log.info("Tier 4 diagnosis for %s was cancelled", ticket_id)
+        elif future.exception() is not None:
             log.error("Tier 4 diagnosis for %s raised: %r", ticket_id, future.exception())
+        else:
+            result = future.result()
         if result is not None:                    # its tokens were booked as they came
             ticket.diagnosis = result.text.strip()
         self._touch(ticket_id)

@@ -283,3 +283,17 @@ def test_worker_outcome_kinds_say_whether_a_retry_makes_sense():
     assert WorkerOutcome("A", OutcomeKind.ABORTED).ticket_status == TODO
     assert WorkerOutcome("A", OutcomeKind.APPROVAL_TIMED_OUT).ticket_status == BLOCKED
 
+
+
+async def test_a_cancelled_diagnosis_still_lets_the_ticket_retry(monkeypatch):
+    """A Tier 4 future that was cancelled (abort, shutdown) must not crash the run loop."""
+    loop = asyncio.get_running_loop()
+    track = Track("t_20260101", "t", tickets=[Ticket("A", "the ticket")])
+    engine = mac.ConductorEngine(track, events.AsyncEventQueue(loop), settings=RunSettings.for_provider("mock"))
+    engine._retry_base = {"A": 0}
+    engine.execution.mark_blocked("A", "BLOCKED: first try")
+    cancelled = loop.create_future()
+    cancelled.cancel()
+    engine._diagnosed("A", cancelled)
+    a = engine.dag.tickets["A"]
+    assert (a.status, a.retry_count, a.diagnosis) == (TODO, 1, "")
