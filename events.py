@@ -167,6 +167,10 @@ _BY_NAME: dict[str, type[Event]] = {cls.name: cls for cls in (
     StreamChunk, Response, StateUpdate, ApprovalClosed, ErrorEvent, TracksPlanned, LogLine)}
 
 
+_SHOWN_AS_TEXT = ("text", "message")
+_IDENTIFIERS = ("stream_id", "status", "request_id")
+
+
 class EventPayloadError(ValueError):
     """A plain-dict payload that does not fit its event kind."""
 
@@ -199,13 +203,12 @@ def from_wire(name: str, payload: Any) -> Event:
         missing = [m for m in missing if m != "kind"]
     if missing:
         raise EventPayloadError(f"event {name!r} is missing {', '.join(missing)}")
-    for key in ("stream_id", "text", "message", "status", "request_id"):
-        if key in kwargs and kwargs[key] is not None and not isinstance(kwargs[key], str):
-            if key == "text" or key == "message":
-                kwargs[key] = str(kwargs[key])
-            else:
-                raise EventPayloadError(f"event {name!r}: {key} must be a string, "
-                                        f"got {type(kwargs[key]).__name__}")
+    for key in _SHOWN_AS_TEXT:                # free text: anything printable will do
+        if kwargs.get(key) is not None and not isinstance(kwargs[key], str):
+            kwargs[key] = str(kwargs[key])
+    for key in _IDENTIFIERS:                  # keys the GUI matches on: must already be strings
+        if kwargs.get(key) is not None and not isinstance(kwargs[key], str):
+            raise EventPayloadError(f"event {name!r}: {key} must be a string, got {type(kwargs[key]).__name__}")
     if "future" in kwargs and not isinstance(kwargs["future"], concurrent.futures.Future):
         raise EventPayloadError(f"event {name!r}: no future to answer it with")
     return cls(**kwargs)

@@ -32,7 +32,7 @@ from typing import Protocol
 import ai_client
 import approvals
 import events
-from context_builder import FilesWithinBudget, estimate_tokens
+from context_builder import FilesWithinBudget, context_window_for, estimate_tokens, files_within_budget
 from models import BLOCKED, COMPLETED, TODO, Ticket, Track, WorkerContext
 from providers.base import CancelledByUser, ProviderError, Usage
 from run_settings import RunSettings
@@ -161,7 +161,6 @@ def _files_context(paths: list[str] | None, base_dir: str, model: str, ticket_id
     in the log, and in an `ErrorEvent` for the user; one shown only as a skeleton in a `LogLine`."""
     if not paths:
         return None
-    from context_builder import context_window_for, files_within_budget
     files = files_within_budget(paths, base_dir, int(context_window_for(model) * TICKET_FILES_SHARE))
     if files.left_out:
         what = "; ".join(f"{e.path} ({e.message})" for e in files.left_out)
@@ -218,7 +217,7 @@ def run_worker_lifecycle(ticket: Ticket, context: WorkerContext, context_files: 
     settings = engine.settings if engine is not None else None
     timeout = settings.approval_timeout if settings is not None else approvals.DEFAULT_APPROVAL_TIMEOUT
     on_request = engine.approval_requested if engine is not None else None
-    if engine is not None and engine.settings.require_spawn_approval:
+    if engine is not None and settings is not None and settings.require_spawn_approval:
         spawn = approvals.confirm_spawn(TIER3_ROLE, prompt, md_content, event_queue, ticket.id,
                                         timeout=timeout, model=model, on_request=on_request)
         approved, prompt, md_content = spawn
