@@ -43,6 +43,10 @@ class Decision:
     def __bool__(self) -> bool:
         return self.approved
 
+    def tool_answer(self, args: dict) -> dict:
+        """What a tool call's `pre_tool_callback` returns: the verdict and the (maybe edited) args."""
+        return {"approved": self.approved, "args": self.edits.get("args", args)}
+
 
 class SpawnDecision(tuple):
     """`(approved, prompt, context_md)`, the shape `confirm_spawn` returns; `.decision` tells

@@ -234,7 +234,7 @@ def run_worker_lifecycle(ticket: Ticket, context: WorkerContext, context_files: 
         decision = approvals.confirm_execution({"tool": name, "args": args, "description": description},
                                                event_queue, ticket.id, timeout=timeout, kind="tool",
                                                on_request=on_request)
-        return {"approved": decision.approved, "args": decision.edits.get("args", args)}
+        return decision.tool_answer(args)
 
     tools: bool | list = bool(settings is not None and settings.tools_enabled)
     if tools and context.read_only:

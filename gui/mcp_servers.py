@@ -178,5 +178,5 @@ def chat_tool_approver(event_queue: events.AsyncEventQueue,
             decision = approvals.confirm_execution({"tool": name, "args": args, "description": description},
                                                    event_queue, CHAT_APPROVAL_ID, timeout=timeout(),
                                                    kind="tool", on_request=on_request)
-        return {"approved": decision.approved, "args": decision.edits.get("args", args)}
+        return decision.tool_answer(args)
     return approve
